@@ -1,0 +1,137 @@
+/**
+ * Slim cluster objects: only the fields DNS (and the embedded registry) uses.
+ *
+ * Every source (zones/ manifests, the Kubernetes API) converts API JSON into these
+ * records at the edge and drops the rest, so memory stays proportional to what DNS
+ * needs and nothing downstream knows which source fed it.
+ *
+ * Don't add fields lightly: each one costs memory per object at 150k pods, and every
+ * field here must also be compared by the equivalence functions in `equivalence.ts`,
+ * or updates that change it will be silently ignored.
+ */
+
+export type Protocol = 'TCP' | 'UDP' | 'SCTP';
+export type ServiceType = 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'ExternalName';
+export type IPFamily = 'IPv4' | 'IPv6';
+export type IPFamilyPolicy = 'SingleStack' | 'PreferDualStack' | 'RequireDualStack';
+
+export interface ServicePort {
+  /** Port name ('' when unnamed: no SRV record, spec §2.3.2). */
+  readonly name: string;
+  readonly port: number;
+  readonly protocol: Protocol;
+  /** Number or container-port name; used by the embedded endpoints controller. */
+  readonly targetPort?: number | string;
+  readonly nodePort?: number;
+}
+
+export interface Service {
+  readonly namespace: string;
+  readonly name: string;
+  readonly type: ServiceType;
+  /**
+   * `spec.clusterIPs` (or `[spec.clusterIP]`), canonical text, primary family first.
+   * Empty for headless (`None`) and ExternalName services, and for a service the
+   * embedded registry has not given an address yet.
+   */
+  readonly clusterIPs: readonly string[];
+  /** `clusterIP: None`. */
+  readonly headless: boolean;
+  /** ExternalName target, lowercase, without trailing dot. */
+  readonly externalName?: string;
+  readonly ports: readonly ServicePort[];
+  /** Undefined: no selector (endpoints come from the files / API as written). */
+  readonly selector?: Readonly<Record<string, string>>;
+  readonly publishNotReadyAddresses: boolean;
+  readonly labels: Readonly<Record<string, string>>;
+  /** Fields the embedded registry needs to allocate addresses (ignored by DNS). */
+  readonly ipFamilies?: readonly IPFamily[];
+  readonly ipFamilyPolicy?: IPFamilyPolicy;
+  /** True when the manifest asked for clusterIP(s) explicitly (embedded registry). */
+  readonly clusterIPsRequested?: boolean;
+}
+
+export interface EndpointConditions {
+  /** nil counts as ready (discovery/v1 semantics; CoreDNS object/endpoint.go). */
+  readonly ready: boolean;
+  readonly serving: boolean;
+  readonly terminating: boolean;
+}
+
+export interface Endpoint {
+  /** Canonical text addresses (the controller writes one; consumers read them all). */
+  readonly addresses: readonly string[];
+  readonly hostname?: string;
+  readonly conditions: EndpointConditions;
+  /** `targetRef.name` when the target is a Pod (endpointPodNames). */
+  readonly podName?: string;
+  readonly nodeName?: string;
+  readonly zone?: string;
+}
+
+export interface EndpointPort {
+  /** '' when unnamed. */
+  readonly name: string;
+  readonly port: number;
+  readonly protocol: Protocol;
+}
+
+/**
+ * An EndpointSlice, or a legacy v1 Endpoints object converted to the same shape
+ * (`legacy: true`; one slice per object, subsets flattened, notReadyAddresses kept
+ * with ready=false). Legacy endpoints are only used for a service that has no slices.
+ */
+export interface EndpointSlice {
+  readonly namespace: string;
+  readonly name: string;
+  /** From the `kubernetes.io/service-name` label (legacy: the object name). */
+  readonly serviceName: string;
+  readonly addressType: IPFamily | 'FQDN';
+  readonly endpoints: readonly Endpoint[];
+  readonly ports: readonly EndpointPort[];
+  readonly legacy: boolean;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+export interface ContainerPort {
+  readonly name: string;
+  readonly containerPort: number;
+  readonly protocol: Protocol;
+}
+
+export interface Pod {
+  readonly namespace: string;
+  readonly name: string;
+  /** `status.podIPs` (or `status.podIP`), canonical text. */
+  readonly ips: readonly string[];
+  readonly phase: string;
+  /** `metadata.deletionTimestamp` is set. */
+  readonly terminating: boolean;
+  /** Ready condition is True. */
+  readonly ready: boolean;
+  readonly hostname?: string;
+  readonly subdomain?: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly containerPorts: readonly ContainerPort[];
+  readonly nodeName?: string;
+}
+
+export interface Namespace {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+export type Kind = 'Namespace' | 'Service' | 'EndpointSlice' | 'Endpoints' | 'Pod';
+
+/** Any slim object, tagged with its kind. */
+export type ClusterObject =
+  | { readonly kind: 'Namespace'; readonly obj: Namespace }
+  | { readonly kind: 'Service'; readonly obj: Service }
+  | { readonly kind: 'EndpointSlice'; readonly obj: EndpointSlice }
+  | { readonly kind: 'Endpoints'; readonly obj: EndpointSlice }
+  | { readonly kind: 'Pod'; readonly obj: Pod };
+
+/** `namespace/name`, or `name` for cluster-scoped objects. */
+export function objectKey(o: { readonly namespace?: string; readonly name: string }): string {
+  return o.namespace === undefined ? o.name : `${o.namespace}/${o.name}`;
+}

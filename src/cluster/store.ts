@@ -1,0 +1,259 @@
+/**
+ * ClusterStore: the one cluster view every source writes into and the DNS side reads.
+ *
+ * Sources (zones/ files, the Kubernetes API) call `upsert`/`remove`/`replace`; the
+ * store drops no-op updates (structural equality of slim objects), keeps the indexes
+ * DNS needs (slices by service, pods by IP), and tells listeners *which services*
+ * changed, coalesced per macrotask, so the zone side rebuilds only those services'
+ * names. Nothing here knows about DNS.
+ */
+import { deepEqual } from './equal.js';
+import type { ClusterObject, EndpointSlice, Kind, Namespace, Pod, Service } from './model.js';
+import { objectKey } from './model.js';
+
+/** What changed in one flush. Service keys are `namespace/name`. */
+export interface ClusterChange {
+  /** Services whose own spec, slices, endpoints or (for endpointPodNames/verified) pods changed. */
+  readonly services: ReadonlySet<string>;
+  /** Namespaces created or deleted (namespace existence decides NXDOMAIN vs NODATA). */
+  readonly namespaces: ReadonlySet<string>;
+  /** Pods changed (pods verified mode, NS glue, embedded endpoints controller). */
+  readonly pods: boolean;
+  /** A full replace happened (initial sync, relist): consumers may rebuild everything. */
+  readonly full: boolean;
+}
+
+export type ChangeListener = (change: ClusterChange) => void;
+
+type KindMap = {
+  Namespace: Namespace;
+  Service: Service;
+  EndpointSlice: EndpointSlice;
+  Endpoints: EndpointSlice;
+  Pod: Pod;
+};
+
+export class ClusterStore {
+  readonly namespaces = new Map<string, Namespace>();
+  readonly services = new Map<string, Service>();
+  readonly slices = new Map<string, EndpointSlice>();
+  /** Legacy v1 Endpoints in slice shape, keyed `ns/name` (name = service name). */
+  readonly legacyEndpoints = new Map<string, EndpointSlice>();
+  readonly pods = new Map<string, Pod>();
+  /** Service key → slice keys (from the `kubernetes.io/service-name` label). */
+  readonly slicesByService = new Map<string, Set<string>>();
+  /** Pod IP → pod keys (pods verified, endpoints controller). */
+  readonly podsByIP = new Map<string, Set<string>>();
+
+  #listeners: ChangeListener[] = [];
+  #pendingServices = new Set<string>();
+  #pendingNamespaces = new Set<string>();
+  #pendingPods = false;
+  #pendingFull = false;
+  #scheduled = false;
+  #batchDepth = 0;
+  /** Unix seconds of the last DNS-relevant change (SOA serial, as CoreDNS). */
+  lastChange = Math.floor(Date.now() / 1000);
+
+  onChange(listener: ChangeListener): () => void {
+    this.#listeners.push(listener);
+    return () => {
+      this.#listeners = this.#listeners.filter((l) => l !== listener);
+    };
+  }
+
+  #map<K extends Kind>(kind: K): Map<string, KindMap[K]> {
+    switch (kind) {
+      case 'Namespace':
+        return this.namespaces as Map<string, KindMap[K]>;
+      case 'Service':
+        return this.services as Map<string, KindMap[K]>;
+      case 'EndpointSlice':
+        return this.slices as Map<string, KindMap[K]>;
+      case 'Endpoints':
+        return this.legacyEndpoints as Map<string, KindMap[K]>;
+      default:
+        return this.pods as Map<string, KindMap[K]>;
+    }
+  }
+
+  get<K extends Kind>(kind: K, key: string): KindMap[K] | undefined {
+    return this.#map(kind).get(key);
+  }
+
+  /** Insert or replace one object. Returns false when nothing DNS-visible changed. */
+  upsert(o: ClusterObject): boolean {
+    const map = this.#map(o.kind) as Map<string, unknown>;
+    const key = objectKey(o.obj);
+    const prev = map.get(key);
+    if (prev !== undefined && deepEqual(prev, o.obj)) return false;
+    if (prev !== undefined) this.#unindex(o.kind, key, prev);
+    map.set(key, o.obj);
+    this.#index(o.kind, key, o.obj);
+    this.#touch(o.kind, o.obj, prev);
+    return true;
+  }
+
+  /** Delete one object by kind and key. Returns false when it was not there. */
+  remove(kind: Kind, key: string): boolean {
+    const map = this.#map(kind) as Map<string, unknown>;
+    const prev = map.get(key);
+    if (prev === undefined) return false;
+    map.delete(key);
+    this.#unindex(kind, key, prev);
+    this.#touch(kind, prev, undefined);
+    return true;
+  }
+
+  /**
+   * Make the objects of one kind exactly `objs` (a relist, or a zones/ reload), as a
+   * diff: unchanged objects are untouched, so no name ever vanishes in between.
+   * `filter` limits the replace to a subset (e.g. the objects one source owns).
+   */
+  replace(kind: Kind, objs: Iterable<ClusterObject>, filter?: (key: string) => boolean): void {
+    this.batch(() => {
+      const map = this.#map(kind) as Map<string, unknown>;
+      const seen = new Set<string>();
+      for (const o of objs) {
+        if (o.kind !== kind) continue;
+        seen.add(objectKey(o.obj));
+        this.upsert(o);
+      }
+      for (const key of [...map.keys()]) {
+        if (!seen.has(key) && (filter === undefined || filter(key))) this.remove(kind, key);
+      }
+      this.#pendingFull = true;
+    });
+  }
+
+  /** Group several changes into one notification (listeners still run asynchronously). */
+  batch(fn: () => void): void {
+    this.#batchDepth++;
+    try {
+      fn();
+    } finally {
+      this.#batchDepth--;
+    }
+  }
+
+  /** Slices (or, when a service has none, its legacy Endpoints) of one service. */
+  endpointsOf(serviceKey: string): EndpointSlice[] {
+    const keys = this.slicesByService.get(serviceKey);
+    if (keys !== undefined && keys.size > 0) {
+      const out: EndpointSlice[] = [];
+      for (const k of keys) {
+        const s = this.slices.get(k);
+        if (s !== undefined) out.push(s);
+      }
+      return out;
+    }
+    const legacy = this.legacyEndpoints.get(serviceKey);
+    return legacy === undefined ? [] : [legacy];
+  }
+
+  /** A namespace exists when its object exists or, for manifests that omit it, anything lives in it. */
+  namespaceExists(ns: string): boolean {
+    return this.namespaces.has(ns);
+  }
+
+  /** Deliver pending changes now (tests and sources that need a synchronous view). */
+  flush(): void {
+    this.#scheduled = false;
+    if (
+      this.#pendingServices.size === 0 &&
+      this.#pendingNamespaces.size === 0 &&
+      !this.#pendingPods &&
+      !this.#pendingFull
+    ) {
+      return;
+    }
+    const change: ClusterChange = {
+      services: this.#pendingServices,
+      namespaces: this.#pendingNamespaces,
+      pods: this.#pendingPods,
+      full: this.#pendingFull,
+    };
+    this.#pendingServices = new Set();
+    this.#pendingNamespaces = new Set();
+    this.#pendingPods = false;
+    this.#pendingFull = false;
+    for (const l of this.#listeners) {
+      // A listener's failure must not stop the others or escape into a source's
+      // event handler (client-node turns that into an unhandled rejection).
+      try {
+        l(change);
+      } catch (err) {
+        process.emitWarning(`clusterdns: change listener failed: ${String(err)}`);
+      }
+    }
+  }
+
+  #schedule(): void {
+    this.lastChange = Math.floor(Date.now() / 1000);
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    // setImmediate coalesces a burst of watch events (or a whole reload) into one
+    // rebuild, while keeping the event-to-answer latency well under a millisecond.
+    setImmediate(() => this.flush());
+  }
+
+  #touch(kind: Kind, obj: unknown, prev: unknown): void {
+    switch (kind) {
+      case 'Namespace':
+        this.#pendingNamespaces.add((obj as Namespace).name);
+        break;
+      case 'Service': {
+        const s = obj as Service;
+        this.#pendingServices.add(`${s.namespace}/${s.name}`);
+        break;
+      }
+      case 'EndpointSlice':
+      case 'Endpoints': {
+        const s = obj as EndpointSlice;
+        this.#pendingServices.add(`${s.namespace}/${s.serviceName}`);
+        const p = prev as EndpointSlice | undefined;
+        if (p !== undefined && p.serviceName !== s.serviceName) this.#pendingServices.add(`${p.namespace}/${p.serviceName}`);
+        break;
+      }
+      default:
+        this.#pendingPods = true;
+    }
+    this.#schedule();
+  }
+
+  #index(kind: Kind, key: string, obj: unknown): void {
+    if (kind === 'EndpointSlice') {
+      const s = obj as EndpointSlice;
+      const svc = `${s.namespace}/${s.serviceName}`;
+      let set = this.slicesByService.get(svc);
+      if (set === undefined) this.slicesByService.set(svc, (set = new Set()));
+      set.add(key);
+    } else if (kind === 'Pod') {
+      for (const ip of (obj as Pod).ips) {
+        let set = this.podsByIP.get(ip);
+        if (set === undefined) this.podsByIP.set(ip, (set = new Set()));
+        set.add(key);
+      }
+    }
+  }
+
+  #unindex(kind: Kind, key: string, obj: unknown): void {
+    if (kind === 'EndpointSlice') {
+      const s = obj as EndpointSlice;
+      const svc = `${s.namespace}/${s.serviceName}`;
+      const set = this.slicesByService.get(svc);
+      if (set !== undefined) {
+        set.delete(key);
+        if (set.size === 0) this.slicesByService.delete(svc);
+      }
+    } else if (kind === 'Pod') {
+      for (const ip of (obj as Pod).ips) {
+        const set = this.podsByIP.get(ip);
+        if (set !== undefined) {
+          set.delete(key);
+          if (set.size === 0) this.podsByIP.delete(ip);
+        }
+      }
+    }
+  }
+}

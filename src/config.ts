@@ -1,0 +1,161 @@
+/**
+ * Configuration: the YAML file given with `--config`, validated once, frozen.
+ *
+ * Every key has the meaning of the CoreDNS kubernetes-plugin option of the same name
+ * (README "Configuration"). An unknown key or a bad value is a ConfigError naming the
+ * key, what was given and what is allowed; nothing is guessed.
+ */
+import { readFileSync } from 'node:fs';
+import { isIPv4, isIPv6 } from 'node:net';
+import { parse as parseYaml } from 'yaml';
+import { ipToBytes } from './dns/ip.js';
+import type { PodsMode } from './zone/build.js';
+
+export class ConfigError extends Error {
+  readonly code = 'ECONFIG';
+}
+
+export interface Config {
+  /** TTL of cluster records (CoreDNS `ttl`): 0-3600, default 5. */
+  readonly ttl: number;
+  /** Only these namespaces are served (CoreDNS `namespaces`); undefined = all. */
+  readonly namespaces: readonly string[] | undefined;
+  readonly pods: PodsMode;
+  readonly ignoreEmptyService: boolean;
+  readonly endpointPodNames: boolean;
+  readonly noEndpoints: boolean;
+  /** Reverse zones we are authoritative for, as zone names (`96.10.in-addr.arpa`). */
+  readonly reverseZones: readonly string[];
+  /** The CIDRs/zones as written, for display. */
+  readonly reverseZonesSource: readonly string[];
+}
+
+export const DEFAULT_CONFIG: Config = Object.freeze({
+  ttl: 5,
+  namespaces: undefined,
+  // kubeadm's Corefile sets `pods insecure`; that is what clusters run with.
+  pods: 'insecure',
+  ignoreEmptyService: false,
+  endpointPodNames: false,
+  noEndpoints: false,
+  reverseZones: [],
+  reverseZonesSource: [],
+});
+
+type Checker = (v: unknown, where: string) => unknown;
+
+const bool: Checker = (v, where) => {
+  if (typeof v !== 'boolean') throw new ConfigError(`${where}: must be true or false, got ${show(v)}`);
+  return v;
+};
+
+const KEYS: Record<string, Checker> = {
+  ttl: (v, where) => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 3600) {
+      throw new ConfigError(`${where}: must be a whole number of seconds from 0 to 3600, got ${show(v)}`);
+    }
+    return v;
+  },
+  namespaces: (v, where) => {
+    if (!Array.isArray(v) || v.some((x) => typeof x !== 'string' || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(x) || x.length > 63)) {
+      throw new ConfigError(`${where}: must be a list of namespace names (DNS-1123 labels), got ${show(v)}`);
+    }
+    return Object.freeze([...new Set(v as string[])]);
+  },
+  pods: (v, where) => {
+    if (v !== 'disabled' && v !== 'insecure' && v !== 'verified') {
+      throw new ConfigError(`${where}: must be one of disabled, insecure, verified; got ${show(v)}`);
+    }
+    return v;
+  },
+  ignoreEmptyService: bool,
+  endpointPodNames: bool,
+  noEndpoints: bool,
+  reverseZones: (v, where) => {
+    if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) {
+      throw new ConfigError(`${where}: must be a list of CIDRs (10.96.0.0/12, fd00::/64) or reverse zone names, got ${show(v)}`);
+    }
+    return Object.freeze([...(v as string[])]);
+  },
+};
+
+function show(v: unknown): string {
+  return v === undefined ? 'nothing' : JSON.stringify(v);
+}
+
+/** Validate a parsed config object (from YAML). `source` names it in errors. */
+export function parseConfig(raw: unknown, source = 'config'): Config {
+  if (raw === null || raw === undefined) return DEFAULT_CONFIG;
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError(`${source}: must be a mapping of keys (${Object.keys(KEYS).join(', ')})`);
+  }
+  const out: Record<string, unknown> = { ...DEFAULT_CONFIG };
+  for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
+    const check = KEYS[k];
+    if (check === undefined) {
+      throw new ConfigError(`${source}: unknown key "${k}"; allowed keys: ${Object.keys(KEYS).join(', ')}`);
+    }
+    out[k] = check(v, `${source}: ${k}`);
+  }
+  const src = out.reverseZones as readonly string[];
+  out.reverseZonesSource = src;
+  out.reverseZones = Object.freeze(src.flatMap((c, i) => reverseZonesOf(c, `${source}: reverseZones[${i}]`)));
+  return Object.freeze(out) as unknown as Config;
+}
+
+export function loadConfigFile(path: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${path}: cannot read: ${(err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`${path}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  return parseConfig(raw, path);
+}
+
+/**
+ * The reverse zones that cover a CIDR, cut at label boundaries (octets for
+ * in-addr.arpa, nibbles for ip6.arpa, RFC 2317 style expansion as CoreDNS does for a
+ * CIDR server-block key): 10.96.0.0/12 → 96.10.in-addr.arpa … 111.10.in-addr.arpa.
+ */
+export function reverseZonesOf(cidr: string, where: string): string[] {
+  const lower = cidr.toLowerCase().replace(/\.$/, '');
+  if (lower === 'in-addr.arpa' || lower === 'ip6.arpa' || lower.endsWith('.in-addr.arpa') || lower.endsWith('.ip6.arpa')) return [lower];
+  const m = /^(.+)\/(\d{1,3})$/.exec(cidr);
+  const ip = m?.[1];
+  const bits = Number(m?.[2]);
+  if (ip === undefined || !(isIPv4(ip) || isIPv6(ip))) {
+    throw new ConfigError(`${where}: "${cidr}" is not a CIDR (address/prefix) or a reverse zone name`);
+  }
+  const bytes = ipToBytes(ip)!;
+  const v4 = bytes.length === 4;
+  const max = v4 ? 32 : 128;
+  if (!Number.isInteger(bits) || bits > max) throw new ConfigError(`${where}: prefix length of "${cidr}" must be 0-${max}`);
+  const step = v4 ? 8 : 4;
+  const cut = Math.ceil(bits / step) * step;
+  const digits: number[] = [];
+  for (let i = 0; i < cut / step; i++) {
+    digits.push(v4 ? bytes[i]! : (bytes[i >> 1]! >> ((i & 1) === 0 ? 4 : 0)) & 0xf);
+  }
+  // Host bits inside the last label must be zero in a CIDR.
+  const spare = cut - bits;
+  const last = digits.length - 1;
+  if (spare > 0 && (digits[last]! & ((1 << spare) - 1)) !== 0) {
+    throw new ConfigError(`${where}: "${cidr}" has host bits set (did you mean a network address?)`);
+  }
+  const out: string[] = [];
+  const count = spare > 0 ? 1 << spare : 1;
+  for (let k = 0; k < count; k++) {
+    const d = [...digits];
+    if (spare > 0) d[last] = d[last]! + k;
+    const labels = d.reverse().map((x) => (v4 ? String(x) : x.toString(16)));
+    out.push([...labels, v4 ? 'in-addr.arpa' : 'ip6.arpa'].join('.'));
+  }
+  return out;
+}

@@ -1,0 +1,180 @@
+/**
+ * NameTable: the authoritative names of one tree (a cluster zone, or the reverse
+ * tree), updated per owner (a service, a namespace, the apex) when the cluster
+ * changes, read per query with one Map lookup.
+ *
+ * Each name knows which owners contributed records to it and how many child names
+ * exist below it, so a name that is only an ancestor of real names (an empty
+ * non-terminal such as `svc.<zone>` or `_tcp.<svc>...`) exists and answers NODATA,
+ * while a name with neither records nor children does not exist (NXDOMAIN): the rule
+ * of RFC 8020 that resolvers and `dig +search` rely on.
+ */
+import type { RR } from '../dns/rr.js';
+
+/** Records one owner places at one name for one type, plus their additional records. */
+export interface RecordSet {
+  readonly name: string;
+  readonly type: number;
+  readonly rrs: readonly RR[];
+  readonly extra?: readonly RR[];
+  /**
+   * Precedence among owners of the same (name, type): only the sets with the lowest
+   * rank are served. PTR uses it so a ClusterIP's service name wins over endpoint
+   * names for the same address (CoreDNS reverse.go). A negative rank is exclusive:
+   * only the first owner (in key order) is served, as CoreDNS serves the first match.
+   */
+  readonly rank?: number;
+}
+
+/** A name that exists with no records of its own (namespace, `svc.<zone>`). */
+export function exists(name: string): RecordSet {
+  return { name, type: 0, rrs: [] };
+}
+
+export interface TypeEntry {
+  readonly rrs: readonly RR[];
+  readonly extra: readonly RR[];
+}
+
+interface Node {
+  /** owner → its record sets at this name. */
+  readonly owners: Map<string, RecordSet[]>;
+  children: number;
+  /** Merged view, built on first read after a change. */
+  merged: Map<number, TypeEntry> | undefined;
+}
+
+export class NameTable {
+  readonly #nodes = new Map<string, Node>();
+  readonly #byOwner = new Map<string, RecordSet[]>();
+  /** Names at or above which child counting stops (the zone apex, `arpa`). */
+  readonly #apex: string;
+
+  constructor(apex: string) {
+    this.#apex = apex;
+  }
+
+  get size(): number {
+    return this.#nodes.size;
+  }
+
+  /** Replace everything `owner` contributes with `sets` (empty: remove the owner). */
+  set(owner: string, sets: readonly RecordSet[]): void {
+    const old = this.#byOwner.get(owner);
+    if (old !== undefined) {
+      for (const rs of old) this.#detach(owner, rs.name);
+    }
+    if (sets.length === 0) {
+      this.#byOwner.delete(owner);
+      return;
+    }
+    const list = [...sets];
+    this.#byOwner.set(owner, list);
+    for (const rs of list) this.#attach(owner, rs);
+  }
+
+  has(owner: string): boolean {
+    return this.#byOwner.has(owner);
+  }
+
+  owners(): IterableIterator<string> {
+    return this.#byOwner.keys();
+  }
+
+  /** Whether the name exists (records, or names below it). */
+  exists(name: string): boolean {
+    return this.#nodes.has(name);
+  }
+
+  /** The records of `name`, merged across owners; undefined when the name does not exist. */
+  lookup(name: string): Map<number, TypeEntry> | undefined {
+    const node = this.#nodes.get(name);
+    if (node === undefined) return undefined;
+    if (node.merged === undefined) node.merged = merge(node);
+    return node.merged;
+  }
+
+  #attach(owner: string, rs: RecordSet): void {
+    let node = this.#nodes.get(rs.name);
+    if (node === undefined) {
+      node = { owners: new Map(), children: 0, merged: undefined };
+      this.#nodes.set(rs.name, node);
+      this.#adjustParent(rs.name, +1);
+    }
+    let list = node.owners.get(owner);
+    if (list === undefined) node.owners.set(owner, (list = []));
+    list.push(rs);
+    node.merged = undefined;
+  }
+
+  #detach(owner: string, name: string): void {
+    const node = this.#nodes.get(name);
+    if (node === undefined) return;
+    node.owners.delete(owner);
+    node.merged = undefined;
+    this.#maybeDrop(name, node);
+  }
+
+  #maybeDrop(name: string, node: Node): void {
+    if (node.owners.size === 0 && node.children === 0) {
+      this.#nodes.delete(name);
+      this.#adjustParent(name, -1);
+    }
+  }
+
+  /** Count `name` as a child of its parent, creating empty non-terminals on the way. */
+  #adjustParent(name: string, delta: number): void {
+    if (name === this.#apex) return;
+    const dot = name.indexOf('.');
+    if (dot < 0) return;
+    const parent = name.slice(dot + 1);
+    if (parent.length < this.#apex.length) return;
+    let node = this.#nodes.get(parent);
+    if (node === undefined) {
+      if (delta < 0) return;
+      node = { owners: new Map(), children: 0, merged: undefined };
+      this.#nodes.set(parent, node);
+      this.#adjustParent(parent, +1);
+    }
+    node.children += delta;
+    if (delta < 0) this.#maybeDrop(parent, node);
+  }
+}
+
+function merge(node: Node): Map<number, TypeEntry> {
+  const byType = new Map<number, RecordSet[]>();
+  // Owners in key order, so the merged answer does not depend on event order.
+  const owners = [...node.owners.keys()].sort();
+  for (const o of owners) {
+    for (const rs of node.owners.get(o)!) {
+      if (rs.type === 0) continue;
+      let l = byType.get(rs.type);
+      if (l === undefined) byType.set(rs.type, (l = []));
+      l.push(rs);
+    }
+  }
+  const out = new Map<number, TypeEntry>();
+  for (const [type, sets] of byType) {
+    const best = Math.min(...sets.map((s) => s.rank ?? 0));
+    let chosen = sets.filter((s) => (s.rank ?? 0) === best);
+    if (best < 0) chosen = chosen.slice(0, 1);
+    if (chosen.length === 1) {
+      out.set(type, { rrs: chosen[0]!.rrs, extra: chosen[0]!.extra ?? [] });
+      continue;
+    }
+    out.set(type, { rrs: dedupe(chosen.flatMap((s) => s.rrs)), extra: dedupe(chosen.flatMap((s) => s.extra ?? [])) });
+  }
+  return out;
+}
+
+function dedupe(rrs: RR[]): RR[] {
+  const seen = new Set<string>();
+  const out: RR[] = [];
+  for (const rr of rrs) {
+    const k = `${rr.name}|${rr.type}|${JSON.stringify(rr)}`;
+    if (seen.has(k)) continue;
+    seen.add(k);
+    out.push(rr);
+  }
+  return out;
+}

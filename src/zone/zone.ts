@@ -1,0 +1,195 @@
+/**
+ * ClusterZone: the names of one cluster domain, kept in step with one ClusterStore.
+ *
+ * Each store change names the services that changed; only their record sets are
+ * rebuilt (the CoreDNS/Knot "precompute when the data changes" rule), so a query is
+ * a Map lookup and an update costs the size of one service, not of the cluster.
+ */
+import { Type } from '../dns/constants.js';
+import { addressRR, type RR } from '../dns/rr.js';
+import type { ClusterChange, ClusterStore } from '../cluster/store.js';
+import { serviceRecords, type ZoneOptions } from './build.js';
+import { exists, NameTable, type RecordSet } from './table.js';
+
+/** Version of the Kubernetes DNS schema we implement (spec §2.2). */
+export const DNS_SCHEMA_VERSION = '1.1.0';
+const VERSION_TTL = 28800;
+
+export interface ZoneStats {
+  readonly services: number;
+  readonly names: number;
+  readonly reverseNames: number;
+  readonly rebuilds: number;
+}
+
+export class ClusterZone {
+  readonly name: string;
+  readonly forward: NameTable;
+  readonly reverse: NameTable;
+  readonly store: ClusterStore;
+  #opts: ZoneOptions;
+  /** Addresses for `ns.dns.<zone>` when no kube-system/kube-dns service exists. */
+  #fallbackNS: readonly string[];
+  #rebuilds = 0;
+  #unsubscribe: () => void;
+  /** Called after every applied change (answer caches hang off this). */
+  onUpdate: (() => void) | undefined;
+
+  constructor(name: string, store: ClusterStore, opts: ZoneOptions, fallbackNS: readonly string[] = []) {
+    this.name = name.toLowerCase();
+    this.store = store;
+    this.#opts = opts;
+    this.#fallbackNS = fallbackNS;
+    this.forward = new NameTable(this.name);
+    this.reverse = new NameTable('arpa');
+    this.#unsubscribe = store.onChange((c) => this.apply(c));
+    this.rebuildAll();
+  }
+
+  get options(): ZoneOptions {
+    return this.#opts;
+  }
+
+  /** New options (config reload): everything is rebuilt. */
+  setOptions(opts: ZoneOptions, fallbackNS: readonly string[] = this.#fallbackNS): void {
+    this.#opts = opts;
+    this.#fallbackNS = fallbackNS;
+    this.rebuildAll();
+  }
+
+  close(): void {
+    this.#unsubscribe();
+  }
+
+  stats(): ZoneStats {
+    return { services: this.store.services.size, names: this.forward.size, reverseNames: this.reverse.size, rebuilds: this.#rebuilds };
+  }
+
+  /** Apply one store change: rebuild the named services and namespaces only. */
+  apply(change: ClusterChange): void {
+    if (change.full) {
+      this.rebuildAll();
+      return;
+    }
+    for (const key of change.services) this.#service(key);
+    for (const ns of change.namespaces) this.#namespace(ns);
+    this.#apex();
+    this.#rebuilds++;
+    this.onUpdate?.();
+  }
+
+  rebuildAll(): void {
+    const wanted = new Set<string>();
+    for (const key of this.store.services.keys()) {
+      wanted.add(`svc:${key}`);
+      this.#service(key);
+    }
+    for (const ns of this.store.namespaces.keys()) {
+      wanted.add(`ns:${ns}`);
+      this.#namespace(ns);
+    }
+    for (const table of [this.forward, this.reverse]) {
+      for (const owner of [...table.owners()]) {
+        if (owner !== 'apex' && !wanted.has(owner)) table.set(owner, []);
+      }
+    }
+    this.#apex();
+    this.#rebuilds++;
+    this.onUpdate?.();
+  }
+
+  #exposed(ns: string): boolean {
+    return this.#opts.namespaces === undefined || this.#opts.namespaces.has(ns);
+  }
+
+  #service(key: string): void {
+    const owner = `svc:${key}`;
+    const svc = this.store.services.get(key);
+    if (svc === undefined || !this.#exposed(svc.namespace)) {
+      this.forward.set(owner, []);
+      this.reverse.set(owner, []);
+      return;
+    }
+    let recs;
+    try {
+      recs = serviceRecords(this.name, svc, this.store.endpointsOf(key), this.#opts);
+    } catch (err) {
+      // A record we cannot build (bad address that slipped through) must not take
+      // the rest of the zone down: the service is left out and the cause reported.
+      process.emitWarning(`clusterdns: cannot build records of service ${key}: ${String(err)}`);
+      recs = { forward: [], reverse: [] };
+    }
+    this.forward.set(owner, recs.forward);
+    this.reverse.set(owner, recs.reverse);
+  }
+
+  #namespace(ns: string): void {
+    const owner = `ns:${ns}`;
+    if (!this.store.namespaces.has(ns) || !this.#exposed(ns)) {
+      this.forward.set(owner, []);
+      return;
+    }
+    const sets: RecordSet[] = [exists(`${ns}.svc.${this.name}`)];
+    // `<ns>.pod.<zone>` exists when pod names can exist below it (pods insecure/verified).
+    if (this.#opts.pods !== 'disabled') sets.push(exists(`${ns}.pod.${this.name}`));
+    this.forward.set(owner, sets);
+  }
+
+  /** Apex: SOA, NS with glue, dns-version, and the always-present `svc`/`pod` names. */
+  #apex(): void {
+    const z = this.name;
+    const nsName = `ns.dns.${z}`;
+    const ttl = this.#opts.ttl;
+    const sets: RecordSet[] = [
+      { name: z, type: Type.SOA, rrs: [this.soa()] },
+      {
+        name: z,
+        type: Type.NS,
+        rrs: [{ name: z, type: Type.NS, ttl, target: nsName }],
+        extra: this.#nsAddresses().map((ip) => addressRR(nsName, ttl, ip)),
+      },
+      { name: `dns-version.${z}`, type: Type.TXT, rrs: [{ name: `dns-version.${z}`, type: Type.TXT, ttl: VERSION_TTL, txt: [DNS_SCHEMA_VERSION] }] },
+      exists(`svc.${z}`),
+      exists(`pod.${z}`),
+    ];
+    const glue = this.#nsAddresses().map((ip) => addressRR(nsName, ttl, ip));
+    const a = glue.filter((r) => r.type === Type.A);
+    const aaaa = glue.filter((r) => r.type === Type.AAAA);
+    if (a.length > 0) sets.push({ name: nsName, type: Type.A, rrs: a });
+    if (aaaa.length > 0) sets.push({ name: nsName, type: Type.AAAA, rrs: aaaa });
+    if (glue.length === 0) sets.push(exists(nsName));
+    this.forward.set('apex', sets);
+  }
+
+  /**
+   * The name server's addresses: the ClusterIPs of kube-system/kube-dns (what pods
+   * have as nameserver), else the addresses we listen on (CoreDNS nsAddrs).
+   */
+  #nsAddresses(): readonly string[] {
+    const svc = this.store.services.get('kube-system/kube-dns');
+    if (svc !== undefined && svc.clusterIPs.length > 0) return svc.clusterIPs;
+    return this.#fallbackNS;
+  }
+
+  /**
+   * `<zone> SOA ns.dns.<zone>. hostmaster.<zone>. <serial> 7200 1800 86400 <ttl>`,
+   * TTL min(ttl, 300), serial = time of the last DNS-visible change (CoreDNS backend_lookup.go).
+   */
+  soa(owner: string = this.name): RR {
+    const ttl = this.#opts.ttl;
+    return {
+      name: owner,
+      type: Type.SOA,
+      ttl: Math.min(ttl, 300),
+      soa: {
+        mname: `ns.dns.${this.name}`,
+        rname: `hostmaster.${this.name}`,
+        serial: this.store.lastChange >>> 0,
+        refresh: 7200,
+        retry: 1800,
+        expire: 86400,
+        minimum: ttl,
+      },
+    };
+  }
+}
