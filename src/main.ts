@@ -1,0 +1,126 @@
+/**
+ * Command line: `clusterdns serve [...]`. Flags are a public contract (issue #2):
+ * add freely, never rename or drop.
+ */
+import { parseArgs } from 'node:util';
+import { isIPv6 } from 'node:net';
+import { resolve } from 'node:path';
+import { startServer, type HostPort } from './app.js';
+import { ConfigError, DEFAULT_CONFIG, loadConfigFile, type Config } from './config.js';
+import { createLogger, type LogLevel } from './log.js';
+import { ListenError } from './server/listen.js';
+
+const USAGE = `usage: clusterdns serve [--config FILE] [--zones DIR] [--dns HOST:PORT]... [--http HOST:PORT]
+                       [--upstream HOST:PORT]... [--no-upstream] [--log-level LEVEL]
+
+  --config FILE        YAML configuration (see README "Configuration")
+  --zones DIR          embedded cluster: DIR/<cluster-domain>/ holds manifests (default ./zones)
+  --dns HOST:PORT      DNS address, UDP and TCP; repeatable (default 127.0.0.1:1053)
+  --http HOST:PORT     health and readiness endpoint (default 127.0.0.1:8080)
+  --upstream HOST:PORT upstream resolver for other names; repeatable
+  --no-upstream        answer REFUSED for names outside the cluster zones
+  --log-level LEVEL    fatal, error, warn, info (default), debug, trace, silent`;
+
+class UsageError extends Error {}
+
+export function parseHostPort(s: string, flag: string, defaultPort?: number): HostPort {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(s) ?? /^([^:]+):(\d+)$/.exec(s);
+  if (m === null) {
+    if (defaultPort !== undefined && (isIPv6(s) || /^[^:]+$/.test(s))) return { host: s, port: defaultPort };
+    throw new UsageError(`${flag} ${s}: expected HOST:PORT (IPv6 as [ADDR]:PORT)`);
+  }
+  const port = Number(m[2]);
+  if (port > 65535) throw new UsageError(`${flag} ${s}: port must be 0-65535`);
+  return { host: m[1]!, port };
+}
+
+async function serve(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string' },
+      zones: { type: 'string', default: './zones' },
+      dns: { type: 'string', multiple: true },
+      http: { type: 'string', default: '127.0.0.1:8080' },
+      upstream: { type: 'string', multiple: true },
+      'no-upstream': { type: 'boolean', default: false },
+      'log-level': { type: 'string', default: 'info' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const level = values['log-level'] as LogLevel;
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) {
+    throw new UsageError(`--log-level ${level}: must be one of fatal, error, warn, info, debug, trace, silent`);
+  }
+  const config: Config = values.config !== undefined ? loadConfigFile(values.config) : DEFAULT_CONFIG;
+  const dns = (values.dns ?? ['127.0.0.1:1053']).map((s) => parseHostPort(s, '--dns'));
+  const http = parseHostPort(values.http!, '--http');
+  const upstreams = (values.upstream ?? []).map((s) => parseHostPort(s, '--upstream', 53));
+  const log = createLogger(level);
+  const server = await startServer(
+    { config, zonesDir: resolve(values.zones!), dns, http, upstreams, noUpstream: values['no-upstream']! },
+    log,
+  );
+  const zones = server.zones().map((z) => z.name);
+  const first = server.listeners[0]!;
+  const at = isIPv6(first.host) ? `${first.host}` : first.host;
+  const portFlag = first.udpPort === 53 ? '' : ` -p ${first.udpPort}`;
+  const zone = zones[0] ?? 'cluster.local';
+  process.stdout.write(
+    `clusterdns serving ${zones.join(', ') || '(no zones yet)'} on ` +
+      server.listeners.map((l) => `${isIPv6(l.host) ? `[${l.host}]` : l.host}:${l.udpPort}`).join(', ') +
+      ` (udp+tcp)${server.http !== undefined ? `, http on ${http.host}:${server.http.port}` : ''}\n` +
+      `try: dig @${at}${portFlag} kubernetes.default.svc.${zone}\n`,
+  );
+  let closing = false;
+  const shutdown = (sig: string): void => {
+    if (closing) return;
+    closing = true;
+    log.info({ signal: sig }, 'shutting down');
+    server.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'serve':
+        await serve(rest);
+        return -1; // keep running
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(`${USAGE}\n`);
+        return cmd === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command "${cmd}"; commands: serve`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError || err instanceof ConfigError || err instanceof ListenError) {
+      process.stderr.write(`clusterdns: ${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof TypeError && (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`clusterdns: ${err.message}\n${USAGE}\n`);
+      return 2;
+    }
+    process.stderr.write(`clusterdns: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  }
+}
+
+const code = await main(process.argv.slice(2));
+if (code >= 0) process.exit(code);
