@@ -1,0 +1,30 @@
+# syntax=docker/dockerfile:1
+# Build stage: the same npm scripts CI runs (npm ci, npm run build).
+FROM node:24-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build && npm prune --omit=dev
+
+# Runtime: compiled JS, production dependencies, the example zones; no compilers, no npm cache.
+FROM node:24-bookworm-slim
+# Port 53 without root: a file capability on node (as CoreDNS's image does on its binary).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libcap2-bin \
+ && setcap cap_net_bind_service=+ep "$(readlink -f /usr/local/bin/node)" \
+ && apt-get purge -y libcap2-bin && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+ENV NODE_ENV=production
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+COPY bin ./bin
+COPY zones ./zones
+USER node
+EXPOSE 53/udp 53/tcp 8080/tcp
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+ENTRYPOINT ["node", "/app/bin/clusterdns.js"]
+CMD ["serve", "--dns", "0.0.0.0:53", "--http", "0.0.0.0:8080"]
