@@ -143,12 +143,14 @@ export function reverseZonesOf(cidr: string, where: string): string[] {
   for (let i = 0; i < cut / step; i++) {
     digits.push(v4 ? bytes[i]! : (bytes[i >> 1]! >> ((i & 1) === 0 ? 4 : 0)) & 0xf);
   }
-  // Host bits inside the last label must be zero in a CIDR.
+  // A CIDR names a network: every bit after the prefix must be zero.
+  for (let b = bits; b < max; b++) {
+    if ((bytes[b >> 3]! >> (7 - (b & 7))) & 1) {
+      throw new ConfigError(`${where}: "${cidr}" has host bits set (did you mean a network address?)`);
+    }
+  }
   const spare = cut - bits;
   const last = digits.length - 1;
-  if (spare > 0 && (digits[last]! & ((1 << spare) - 1)) !== 0) {
-    throw new ConfigError(`${where}: "${cidr}" has host bits set (did you mean a network address?)`);
-  }
   const out: string[] = [];
   const count = spare > 0 ? 1 << spare : 1;
   for (let k = 0; k < count; k++) {

@@ -1,0 +1,64 @@
+import t from 'tap';
+import { ConfigError, DEFAULT_CONFIG, parseConfig, reverseZonesOf } from '../src/config.js';
+
+t.test('defaults: CoreDNS ttl 5, kubeadm pods insecure', async (t) => {
+  t.equal(DEFAULT_CONFIG.ttl, 5);
+  t.equal(DEFAULT_CONFIG.pods, 'insecure');
+  t.same(parseConfig(null), DEFAULT_CONFIG);
+  t.same(parseConfig({}).namespaces, undefined);
+});
+
+t.test('every key accepted with a good value', async (t) => {
+  const c = parseConfig({
+    ttl: 30,
+    namespaces: ['default', 'kube-system'],
+    pods: 'verified',
+    ignoreEmptyService: true,
+    endpointPodNames: true,
+    noEndpoints: true,
+    reverseZones: ['10.96.0.0/12', 'fd00:10:96::/112', 'in-addr.arpa'],
+  });
+  t.equal(c.ttl, 30);
+  t.same(c.namespaces, ['default', 'kube-system']);
+  t.equal(c.pods, 'verified');
+  t.ok(c.ignoreEmptyService && c.endpointPodNames && c.noEndpoints);
+  t.equal(c.reverseZones.length, 16 + 1 + 1);
+  t.ok(Object.isFrozen(c));
+});
+
+t.test('bad keys and values name the key, the value and what is allowed', async (t) => {
+  const bad: [unknown, RegExp][] = [
+    [{ tll: 5 }, /cfg: unknown key "tll"; allowed keys: ttl, namespaces, pods, ignoreEmptyService, endpointPodNames, noEndpoints, reverseZones/],
+    [{ ttl: -1 }, /cfg: ttl: must be a whole number of seconds from 0 to 3600, got -1/],
+    [{ ttl: '5' }, /ttl: .* got "5"/],
+    [{ ttl: 1.5 }, /ttl: .* got 1.5/],
+    [{ pods: 'yes' }, /pods: must be one of disabled, insecure, verified; got "yes"/],
+    [{ namespaces: 'default' }, /namespaces: must be a list of namespace names/],
+    [{ namespaces: ['Bad_NS'] }, /namespaces: must be a list/],
+    [{ noEndpoints: 'true' }, /noEndpoints: must be true or false, got "true"/],
+    [{ reverseZones: ['10.96.0.0'] }, /reverseZones\[0\]: "10.96.0.0" is not a CIDR/],
+    [{ reverseZones: ['10.96.0.0/33'] }, /prefix length of "10.96.0.0\/33" must be 0-32/],
+    [{ reverseZones: ['10.96.0.1/24'] }, /has host bits set/],
+    [[1, 2], /must be a mapping/],
+  ];
+  for (const [raw, re] of bad) {
+    t.throws(() => parseConfig(raw, 'cfg'), re, JSON.stringify(raw));
+    try {
+      parseConfig(raw, 'cfg');
+    } catch (err) {
+      t.ok(err instanceof ConfigError);
+    }
+  }
+});
+
+t.test('reverse zones from CIDRs, cut at label boundaries', async (t) => {
+  t.same(reverseZonesOf('10.0.0.0/8', 'x'), ['10.in-addr.arpa']);
+  t.same(reverseZonesOf('10.96.0.0/16', 'x'), ['96.10.in-addr.arpa']);
+  t.same(reverseZonesOf('10.96.0.0/12', 'x'), Array.from({ length: 16 }, (_, i) => `${96 + i}.10.in-addr.arpa`));
+  t.same(reverseZonesOf('192.168.1.0/24', 'x'), ['1.168.192.in-addr.arpa']);
+  t.same(reverseZonesOf('192.168.1.0/25', 'x').length, 128);
+  t.same(reverseZonesOf('0.0.0.0/0', 'x'), ['in-addr.arpa']);
+  t.same(reverseZonesOf('fd00:10:96::/112', 'x'), ['0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.6.9.0.0.0.1.0.0.0.0.d.f.ip6.arpa']);
+  t.same(reverseZonesOf('fc00::/7', 'x'), ['c.f.ip6.arpa', 'd.f.ip6.arpa']);
+  t.same(reverseZonesOf('IP6.ARPA.', 'x'), ['ip6.arpa']);
+});
