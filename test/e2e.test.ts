@@ -80,7 +80,7 @@ t.test('a pod: kubelet resolv.conf in a network namespace, dig +search and geten
   if (!requireTool(t, 'dig', 'bind9-dnsutils') || !requireTool(t, 'ip', 'iproute2')) return;
   if (process.getuid?.() !== 0) {
     if (process.env.CI === 'true') t.fail('network namespaces need root');
-    else t.skip('network namespaces need root');
+    else t.skip('network namespaces need root', () => {});
     return;
   }
   const ns = `cdns-e2e-${process.pid}`;

@@ -5,7 +5,7 @@
  */
 import net from 'node:net';
 import dgram from 'node:dgram';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import * as dnsPacket from 'dns-packet';
 import { DnsHandler } from '../src/server/handler.js';
 import { listen, type Listener } from '../src/server/listen.js';
@@ -16,7 +16,7 @@ import { decode, makeQuery, tcpExchange, udpExchange } from './helpers/dns.js';
 
 const Z = 'cluster.local';
 
-async function server(t: Tap, opts: { idle?: number; maxConns?: number } = {}): Promise<Listener> {
+async function server(t: Test, opts: { idle?: number; maxConns?: number } = {}): Promise<Listener> {
   const store = fixtureStore();
   // A headless service with 100 ready endpoints: 1.6 KB of A records.
   const eps = Array.from({ length: 100 }, (_, i) => ep(`10.1.${Math.floor(i / 250)}.${(i % 250) + 1}`));
@@ -33,7 +33,6 @@ async function server(t: Tap, opts: { idle?: number; maxConns?: number } = {}): 
   t.teardown(() => l.close());
   return l;
 }
-type Tap = Parameters<Parameters<typeof t.test>[1]>[0];
 
 /** Send raw bytes over UDP; resolves undefined when no reply comes within `ms`. */
 function udpRaw(port: number, msg: Buffer, ms = 300): Promise<Buffer | undefined> {
