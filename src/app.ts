@@ -1,18 +1,21 @@
 /**
- * Composition root: config + sources + zones + handler + listeners. The CLI
- * (`main.ts`) and the end-to-end tests both start the server through `startServer`.
+ * Composition root: config + sources + zones + handler + listeners + operations.
+ * The CLI (`main.ts`) and the end-to-end tests both start the server through
+ * `startServer`. Only this file wires concrete modules together.
  */
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { FileSource } from './cluster/files.js';
 import type { ClusterStore } from './cluster/store.js';
 import { sourceLog } from './log.js';
-import { DnsHandler } from './server/handler.js';
+import { gauge, Metrics } from './ops/metrics.js';
+import { DnsHandler, type QueryEvent } from './server/handler.js';
 import { serveHttp, type OpsServer } from './server/http.js';
 import { listen, type Listener } from './server/listen.js';
 import type { ZoneOptions } from './zone/build.js';
 import { Resolver } from './zone/resolver.js';
 import { ClusterZone } from './zone/zone.js';
+import { rcodeName, typeName } from './dns/constants.js';
 
 export interface HostPort {
   readonly host: string;
@@ -33,7 +36,12 @@ export interface Server {
   readonly http: OpsServer | undefined;
   readonly resolver: Resolver;
   readonly handler: DnsHandler;
+  readonly metrics: Metrics;
   readonly zones: () => readonly ClusterZone[];
+  /** Apply a new configuration (SIGHUP, config file edit). Throws nothing; returns false if refused. */
+  reload(config: Config): boolean;
+  /** Lame-duck (unhealthy, still answering) for `config.lameduck` seconds, then close. */
+  shutdown(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -54,15 +62,28 @@ function glueAddresses(dns: readonly HostPort[]): string[] {
 }
 
 export async function startServer(opts: ServeOptions, log: Logger): Promise<Server> {
+  let config = opts.config;
+  const first = opts.dns[0];
+  const metrics = new Metrics(first === undefined ? 'dns://:53' : `dns://${first.host}:${first.port}`);
   const resolver = new Resolver();
-  resolver.setReverseZones(opts.config.reverseZones.map((name) => ({ name })));
+  resolver.setReverseZones(config.reverseZones.map((name) => ({ name })));
+  let queryLog = config.queryLog;
+  const onQuery = (e: QueryEvent): void => {
+    metrics.onQuery(e);
+    if (queryLog) {
+      log.info(
+        { client: e.client, proto: e.transport, name: e.name, type: typeName(e.qtype), rcode: rcodeName(e.rcode), size: e.size, ms: Math.round(e.seconds * 1e6) / 1e3, cached: e.cached },
+        'query',
+      );
+    }
+  };
   const handler = new DnsHandler({
     resolver,
+    onQuery,
     onError: (err, where) => log.error({ err, where }, 'query pipeline error'),
   });
 
   const zones = new Map<string, ClusterZone>();
-  const zopts = zoneOptions(opts.config);
   const glue = glueAddresses(opts.dns);
   const files = new FileSource({ dir: opts.zonesDir, log: sourceLog(log) });
   const syncZones = (): void => {
@@ -77,7 +98,7 @@ export async function startServer(opts: ServeOptions, log: Logger): Promise<Serv
     for (const name of names) {
       if (zones.has(name)) continue;
       const store: ClusterStore = files.storeFor(name);
-      const z = new ClusterZone(name, store, zopts, glue);
+      const z = new ClusterZone(name, store, zoneOptions(config), glue);
       z.onUpdate = () => handler.invalidate();
       zones.set(name, z);
       log.info({ zone: name, services: store.services.size }, 'serving zone');
@@ -88,7 +109,38 @@ export async function startServer(opts: ServeOptions, log: Logger): Promise<Serv
   files.onZonesChanged(syncZones);
   await files.start();
   syncZones();
+  let synced = true;
+  resolver.synced = () => synced;
 
+  metrics.register(
+    gauge('clusterdns_kubernetes_objects', 'Objects tracked, by zone and kind.', () =>
+      [...zones.values()].flatMap((z) => [
+        { labels: { zone: z.name, kind: 'Service' }, value: z.store.services.size },
+        { labels: { zone: z.name, kind: 'EndpointSlice' }, value: z.store.slices.size },
+        { labels: { zone: z.name, kind: 'Endpoints' }, value: z.store.legacyEndpoints.size },
+        { labels: { zone: z.name, kind: 'Pod' }, value: z.store.pods.size },
+        { labels: { zone: z.name, kind: 'Namespace' }, value: z.store.namespaces.size },
+      ]),
+    ),
+  );
+  metrics.register(
+    gauge('clusterdns_zone_names', 'Names served, by zone and tree (forward, reverse).', () =>
+      [...zones.values()].flatMap((z) => [
+        { labels: { zone: z.name, tree: 'forward' }, value: z.forward.size },
+        { labels: { zone: z.name, tree: 'reverse' }, value: z.reverse.size },
+      ]),
+    ),
+  );
+  metrics.register(
+    gauge('clusterdns_source_last_change_timestamp_seconds', 'Unix time of the last DNS-visible change (the SOA serial), by zone.', () =>
+      [...zones.values()].map((z) => ({ labels: { zone: z.name }, value: z.store.lastChange })),
+    ),
+  );
+  metrics.register(
+    gauge('clusterdns_tcp_connections', 'Open DNS-over-TCP connections.', () => [{ labels: {}, value: listeners.reduce((n, l) => n + l.tcpConnections(), 0) }]),
+  );
+
+  let healthy = true;
   const listeners: Listener[] = [];
   let http: OpsServer | undefined;
   try {
@@ -96,7 +148,11 @@ export async function startServer(opts: ServeOptions, log: Logger): Promise<Serv
       listeners.push(await listen(handler, { host: d.host, port: d.port, onError: (err, where) => log.warn({ err, where }, 'socket error') }));
     }
     if (opts.http !== undefined) {
-      http = await serveHttp(opts.http.host, opts.http.port, { healthy: () => true, ready: () => true });
+      http = await serveHttp(opts.http.host, opts.http.port, {
+        healthy: () => healthy,
+        ready: () => synced && healthy,
+        routes: new Map([['/metrics', async () => ({ type: metrics.contentType, body: await metrics.text() })]]),
+      });
     }
   } catch (err) {
     await Promise.all(listeners.map((l) => l.close()));
@@ -104,17 +160,43 @@ export async function startServer(opts: ServeOptions, log: Logger): Promise<Serv
     throw err;
   }
 
+  const close = async (): Promise<void> => {
+    await Promise.all(listeners.map((l) => l.close()));
+    await http?.close();
+    await files.stop();
+    for (const z of zones.values()) z.close();
+  };
+
   return {
     listeners,
     http,
     resolver,
     handler,
+    metrics,
     zones: () => [...zones.values()],
-    close: async () => {
-      await Promise.all(listeners.map((l) => l.close()));
-      await http?.close();
-      await files.stop();
-      for (const z of zones.values()) z.close();
+    reload: (next: Config): boolean => {
+      try {
+        const zo = zoneOptions(next);
+        for (const z of zones.values()) z.setOptions(zo);
+        resolver.setReverseZones(next.reverseZones.map((name) => ({ name })));
+        queryLog = next.queryLog;
+        config = next;
+        handler.invalidate();
+        log.info({ ttl: next.ttl, pods: next.pods }, 'configuration reloaded');
+        return true;
+      } catch (err) {
+        log.error({ err }, 'configuration reload failed; the previous configuration stays');
+        return false;
+      }
     },
+    shutdown: async () => {
+      healthy = false;
+      if (config.lameduck > 0) {
+        log.info({ seconds: config.lameduck }, 'lame duck: still answering, /healthz failing');
+        await new Promise((r) => setTimeout(r, config.lameduck * 1000));
+      }
+      await close();
+    },
+    close,
   };
 }

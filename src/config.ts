@@ -28,6 +28,10 @@ export interface Config {
   readonly reverseZones: readonly string[];
   /** The CIDRs/zones as written, for display. */
   readonly reverseZonesSource: readonly string[];
+  /** Seconds to keep answering while /healthz reports failure on shutdown (CoreDNS health lameduck). */
+  readonly lameduck: number;
+  /** Log every query (CoreDNS `log` plugin). */
+  readonly queryLog: boolean;
 }
 
 export const DEFAULT_CONFIG: Config = Object.freeze({
@@ -40,6 +44,8 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   noEndpoints: false,
   reverseZones: [],
   reverseZonesSource: [],
+  lameduck: 5,
+  queryLog: false,
 });
 
 type Checker = (v: unknown, where: string) => unknown;
@@ -71,6 +77,11 @@ const KEYS: Record<string, Checker> = {
   ignoreEmptyService: bool,
   endpointPodNames: bool,
   noEndpoints: bool,
+  lameduck: (v, where) => {
+    if (typeof v !== 'number' || !(v >= 0 && v <= 300)) throw new ConfigError(`${where}: must be a number of seconds from 0 to 300, got ${show(v)}`);
+    return v;
+  },
+  queryLog: bool,
   reverseZones: (v, where) => {
     if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) {
       throw new ConfigError(`${where}: must be a list of CIDRs (10.96.0.0/12, fd00::/64) or reverse zone names, got ${show(v)}`);

@@ -2,6 +2,7 @@
  * Command line: `clusterdns serve [...]`. Flags are a public contract (issue #2):
  * add freely, never rename or drop.
  */
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { isIPv6 } from 'node:net';
 import { resolve } from 'node:path';
@@ -83,13 +84,55 @@ async function serve(argv: string[]): Promise<void> {
     if (closing) return;
     closing = true;
     log.info({ signal: sig }, 'shutting down');
-    server.close().then(
+    // SIGTERM (Kubernetes) lame-ducks so in-flight clients move on; SIGINT (a person) stops now.
+    (sig === 'SIGTERM' ? server.shutdown() : server.close()).then(
       () => process.exit(0),
       () => process.exit(1),
     );
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+
+  // Reload: SIGHUP, or the config file changing (a ConfigMap update swaps a symlink,
+  // which watchFile sees because it stats the path). A bad new file is rejected and
+  // the running configuration stays.
+  const configPath = values.config;
+  let lastText = '';
+  const reload = (why: string): void => {
+    if (configPath === undefined) {
+      log.info({ why }, 'reload requested; no --config file, nothing to reload');
+      return;
+    }
+    try {
+      const next = loadConfigFile(configPath);
+      server.reload(next);
+      log.info({ why, file: configPath }, 'reloaded');
+    } catch (err) {
+      log.error({ why, file: configPath, error: (err as Error).message }, 'new configuration rejected; keeping the running one');
+    }
+  };
+  process.on('SIGHUP', () => reload('SIGHUP'));
+  if (configPath !== undefined) {
+    watchFile(configPath, { interval: 1000, persistent: false }, (cur, prev) => {
+      if (cur.mtimeMs === prev.mtimeMs && cur.size === prev.size && cur.ino === prev.ino) return;
+      let text = '';
+      try {
+        text = readFileSync(configPath, 'utf8');
+      } catch {
+        // Missing for a moment during a swap: the next change will tell.
+        return;
+      }
+      if (text === lastText) return;
+      lastText = text;
+      reload('config file changed');
+    });
+    try {
+      lastText = readFileSync(configPath, 'utf8');
+    } catch {
+      lastText = '';
+    }
+    process.once('exit', () => unwatchFile(configPath));
+  }
 }
 
 export async function main(argv: string[]): Promise<number> {

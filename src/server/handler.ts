@@ -23,12 +23,21 @@ export const MAX_UDP_SIZE = 4096;
 /** What the pipeline reports per query (metrics and the query log hang off this). */
 export interface QueryEvent {
   readonly transport: Transport;
+  /** Client address family as CoreDNS labels it: '1' IPv4, '2' IPv6. */
+  readonly family: '1' | '2';
   readonly name: string;
   readonly qtype: number;
   readonly rcode: number;
   readonly size: number;
-  readonly zone: 'cluster' | 'other' | 'none';
+  /** The zone that answered: a cluster domain, a reverse tree, or '.' for the rest. */
+  readonly zone: string;
+  /** Who produced the answer. */
+  readonly source: 'cluster' | 'forward' | 'error';
   readonly cached: boolean;
+  /** Seconds since the query was read. */
+  readonly seconds: number;
+  /** Client address, when the listener knows it. */
+  readonly client: string | undefined;
 }
 
 /** A later stage for names we are not authoritative for (upstream forwarding). */
@@ -78,45 +87,52 @@ export class DnsHandler {
    * Handle one query. Synchronous for everything we answer ourselves; a Promise only
    * when a later stage (upstream) is involved.
    */
-  handle(req: Uint8Array, transport: Transport): Buffer | undefined | Promise<Buffer | undefined> {
+  handle(req: Uint8Array, transport: Transport, family: '1' | '2' = '1', client?: string): Buffer | undefined | Promise<Buffer | undefined> {
     try {
-      return this.#handle(req, transport);
+      return this.#handle(req, transport, family, client);
     } catch (err) {
       this.#opts.onError?.(err, 'handle');
       return servfail(req);
     }
   }
 
-  #handle(req: Uint8Array, transport: Transport): Buffer | undefined | Promise<Buffer | undefined> {
+  #handle(req: Uint8Array, transport: Transport, family: '1' | '2', client: string | undefined): Buffer | undefined | Promise<Buffer | undefined> {
+    const t0 = this.#opts.onQuery !== undefined ? performance.now() : 0;
     const parsed = parseQuery(req);
     if (parsed.kind === 'drop') return undefined;
+    const emit = (name: string, qtype: number, rcode: number, size: number, source: QueryEvent['source'], cached: boolean): void => {
+      const cb = this.#opts.onQuery;
+      if (cb === undefined) return;
+      const zone = source === 'error' ? '.' : (this.#opts.resolver.zoneName(name) ?? '.');
+      cb({ transport, family, name, qtype, rcode, size, zone, source, cached, seconds: (performance.now() - t0) / 1000, client });
+    };
     if (parsed.kind === 'header-only') {
       const out = writeHeaderOnly(parsed.id, parsed.flags, parsed.rcode);
-      this.#emit(transport, '', 0, parsed.rcode, out.length, 'none', false);
+      emit('', 0, parsed.rcode, out.length, 'error', false);
       return out;
     }
     const q = parsed.query;
     const maxSize = transport === 'tcp' ? 65535 : q.edns !== undefined ? Math.min(q.edns.udpSize, MAX_UDP_SIZE) : UDP_MIN_SIZE;
     const ra = this.#next !== undefined;
-    const reply = (ans: Answer, zone: QueryEvent['zone']): Buffer => {
+    const reply = (ans: Answer, source: QueryEvent['source']): Buffer => {
       const out = writeResponse(req, q, ans, { maxSize, recursionAvailable: ra });
-      this.#emit(transport, q.name, q.qtype, ans.rcode, out.length, zone, false);
+      emit(q.name, q.qtype, ans.rcode, out.length, source, false);
       return out;
     };
-    if (parsed.rcode !== Rcode.NOERROR) return reply(error(parsed.rcode), 'none');
-    if (q.qclass !== Class.IN) return reply(REFUSED_ANSWER, 'none');
-    if (q.qtype === Type.OPT) return reply(error(Rcode.FORMERR), 'none');
+    if (parsed.rcode !== Rcode.NOERROR) return reply(error(parsed.rcode), 'error');
+    if (q.qclass !== Class.IN) return reply(REFUSED_ANSWER, 'error');
+    if (q.qtype === Type.OPT) return reply(error(Rcode.FORMERR), 'error');
     const resolver = this.#opts.resolver;
     const owned = resolver.owns(q.name);
     if (q.qtype === Type.AXFR || q.qtype === Type.IXFR) {
       // Zone transfer is not offered (CoreDNS without the transfer plugin).
-      return reply(owned ? { ...REFUSED_ANSWER, authoritative: false } : REFUSED_ANSWER, owned ? 'cluster' : 'none');
+      return reply(REFUSED_ANSWER, owned ? 'cluster' : 'error');
     }
     const key = `${q.edns !== undefined ? 1 : 0}${ra ? 1 : 0}|${q.qtype}|${q.name}`;
     const hit = this.#cache.get(key);
     if (hit !== undefined && hit.buf.length <= maxSize) {
       const out = patch(hit.buf, req, q);
-      this.#emit(transport, q.name, q.qtype, out[3]! & 0xf, out.length, 'cluster', true);
+      emit(q.name, q.qtype, out[3]! & 0xf, out.length, 'cluster', true);
       return out;
     }
     const ans = resolver.resolve(q.name, q.qtype);
@@ -132,26 +148,21 @@ export class DnsHandler {
       return out;
     }
     const next = this.#next;
-    if (next === undefined) return reply(REFUSED_ANSWER, 'none');
+    if (next === undefined) return reply(REFUSED_ANSWER, 'error');
     return next(q, req, transport).then(
       (r) => {
         if (r === undefined) return undefined;
         if (Buffer.isBuffer(r)) {
-          this.#emit(transport, q.name, q.qtype, r[3]! & 0xf, r.length, 'other', false);
+          emit(q.name, q.qtype, r[3]! & 0xf, r.length, 'forward', false);
           return r;
         }
-        return reply(r, 'other');
+        return reply(r, 'forward');
       },
       (err: unknown) => {
         this.#opts.onError?.(err, 'next');
-        return reply(error(Rcode.SERVFAIL), 'other');
+        return reply(error(Rcode.SERVFAIL), 'forward');
       },
     );
-  }
-
-  #emit(transport: Transport, name: string, qtype: number, rcode: number, size: number, zone: QueryEvent['zone'], cached: boolean): void {
-    const cb = this.#opts.onQuery;
-    if (cb !== undefined) cb({ transport, name, qtype, rcode, size, zone, cached });
   }
 }
 

@@ -90,7 +90,7 @@ export async function listen(handler: DnsHandler, opts: ListenOptions): Promise<
   udp.on('message', (msg, rinfo) => {
     let out: Buffer | undefined | Promise<Buffer | undefined>;
     try {
-      out = handler.handle(msg, 'udp');
+      out = handler.handle(msg, 'udp', rinfo.family === 'IPv6' ? '2' : '1', rinfo.address);
     } catch (err) {
       onError(err, 'udp-handle');
       return;
@@ -136,6 +136,7 @@ function serveTcp(
   sock.setTimeout(idle, () => sock.destroy());
   sock.on('close', () => conns.delete(sock));
   sock.on('error', () => sock.destroy());
+  const family = sock.remoteFamily === 'IPv6' ? '2' : '1';
   let buf: Buffer = Buffer.alloc(0);
   // Replies go out in query order even when a later stage answers asynchronously.
   let chain: Promise<void> = Promise.resolve();
@@ -154,7 +155,7 @@ function serveTcp(
       buf = buf.subarray(2 + len);
       let out: Buffer | undefined | Promise<Buffer | undefined>;
       try {
-        out = handler.handle(msg, 'tcp');
+        out = handler.handle(msg, 'tcp', family, sock.remoteAddress);
       } catch (err) {
         onError(err, 'tcp-handle');
         out = undefined;

@@ -43,6 +43,17 @@ export class Resolver {
     this.#reverseZones = [...zones].sort((a, b) => b.name.length - a.name.length);
   }
 
+  /** The zone a name belongs to (for metrics): a cluster domain, a reverse zone or tree, or undefined. */
+  zoneName(name: string): string | undefined {
+    const z = this.#zoneOf(name);
+    if (z !== undefined) return z.name;
+    const rz = this.#reverseZoneOf(name);
+    if (rz !== undefined) return rz.name;
+    if (name.endsWith('.in-addr.arpa') || name === 'in-addr.arpa') return 'in-addr.arpa';
+    if (name.endsWith('.ip6.arpa') || name === 'ip6.arpa') return 'ip6.arpa';
+    return undefined;
+  }
+
   /** Whether we answer for `name` at all. */
   owns(name: string): boolean {
     return this.#zoneOf(name) !== undefined || this.#reverseZoneOf(name) !== undefined;
