@@ -150,3 +150,32 @@ t.test('the CLI refuses bad input with one clear line', async (t) => {
   t.not(usage.code, 0);
   t.match(usage.stderr, /--dns nonsense: expected HOST:PORT/);
 });
+
+t.test('hot reload seen through dig: add, change, break and fix a manifest', async (t) => {
+  if (!requireTool(t, 'dig', 'bind9-dnsutils')) return;
+  const zones = copyZones(t);
+  const cli = await startCli(t, ['--zones', zones, '--dns', '127.0.0.1:0', '--http', '127.0.0.1:0']);
+  const file = `${zones}/cluster.local/shop/new.yaml`;
+  const svc = (ip: string) => `apiVersion: v1\nkind: Service\nmetadata: {name: fresh, namespace: shop}\nspec: {clusterIP: ${ip}, ports: [{name: http, port: 80}]}\n`;
+  const answer = async () => (await dig(cli.port, ['+short', `fresh.shop.svc.${Z}`])).trim();
+  const waitFor = async (want: string) => {
+    const start = Date.now();
+    while (Date.now() - start < 3000) {
+      if ((await answer()) === want) return Date.now() - start;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return -1;
+  };
+  writeFileSync(file, svc('10.96.10.99'));
+  const added = await waitFor('10.96.10.99');
+  t.ok(added >= 0 && added < 1500, `new service visible after ${added} ms`);
+  writeFileSync(file, svc('10.96.10.98'));
+  t.ok((await waitFor('10.96.10.98')) >= 0, 'changed address visible');
+  writeFileSync(file, 'apiVersion: v1\nkind: Service\nmetadata: {name: fresh\n  broken: [yaml');
+  await new Promise((r) => setTimeout(r, 1500));
+  t.equal(await answer(), '10.96.10.98', 'a broken file keeps its last good version serving');
+  t.match(cli.stderr(), /new\.yaml/, 'the broken file is reported by name');
+  rmSync(file);
+  t.ok((await waitFor('')) >= 0, 'deleting the file removes the service');
+  t.match(await dig(cli.port, ['+short', `kubernetes.default.svc.${Z}`]), /10\.96\.0\.1/, 'other names never affected');
+});
