@@ -1,18 +1,31 @@
 #!/usr/bin/env node
-// Entry point for `clusterdns` and `node bin/clusterdns.js`. In a checkout (src/ present)
-// it runs the TypeScript sources through tsx, so no build step is needed after `npm ci`
-// and a stale dist/ can never shadow the code under test; an installed image ships
-// only dist/ and runs the compiled build.
-import { existsSync } from 'node:fs';
+// Entry point for `clusterdns` and `node bin/clusterdns.js`.
+// - An installed image ships only dist/: run the compiled build.
+// - A checkout runs dist/ only when `npm run build` is newer than every source file
+//   (compiled code is faster than tsx's transform), else the TypeScript sources
+//   through tsx, so no build step is needed and a stale dist/ never shadows src/.
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname, join } from 'node:path';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const source = join(root, 'src', 'main.ts');
-if (existsSync(source)) {
+const src = join(root, 'src');
+const built = join(root, 'dist', 'main.js');
+
+function newest(dir) {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+const useDist = existsSync(built) && (!existsSync(src) || statSync(built).mtimeMs >= newest(src));
+if (useDist) {
+  await import(pathToFileURL(built).href);
+} else {
   const { register } = await import('tsx/esm/api');
   register();
-  await import(pathToFileURL(source).href);
-} else {
-  await import(pathToFileURL(join(root, 'dist', 'main.js')).href);
+  await import(pathToFileURL(join(src, 'main.ts')).href);
 }

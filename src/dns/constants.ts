@@ -5,6 +5,7 @@ export const Type = {
   NS: 2,
   CNAME: 5,
   SOA: 6,
+  NULL: 10,
   PTR: 12,
   HINFO: 13,
   MX: 15,
@@ -12,9 +13,14 @@ export const Type = {
   AAAA: 28,
   SRV: 33,
   OPT: 41,
+  DS: 43,
+  DNSKEY: 48,
+  SVCB: 64,
+  HTTPS: 65,
   IXFR: 251,
   AXFR: 252,
   ANY: 255,
+  CAA: 257,
 } as const;
 
 export const Class = { IN: 1, CH: 3, NONE: 254, ANY: 255 } as const;

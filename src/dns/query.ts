@@ -62,8 +62,8 @@ export function parseQuery(buf: Uint8Array): ParseResult {
   // Question name: labels only. A compression pointer in the first name of a message
   // could only point into the header, so it is malformed.
   let pos = 12;
-  let name = '';
   let wireLen = 1;
+  let plain = true;
   const labelOffsets: number[] = [];
   for (;;) {
     if (pos >= buf.length) return { kind: 'header-only', id, flags, rcode: Rcode.FORMERR };
@@ -78,10 +78,13 @@ export function parseQuery(buf: Uint8Array): ParseResult {
       return { kind: 'header-only', id, flags, rcode: Rcode.FORMERR };
     }
     labelOffsets.push(pos);
-    if (name.length > 0) name += '.';
-    name += labelText(buf, pos + 1, len);
+    for (let i = pos + 1; i <= pos + len; i++) {
+      const c = buf[i]!;
+      if (c <= 0x20 || c >= 0x7f || c === 0x2e || c === 0x5c) plain = false;
+    }
     pos += 1 + len;
   }
+  const name = plain ? plainName(buf, labelOffsets, pos) : escapedName(buf, labelOffsets);
   if (pos + 4 > buf.length) return { kind: 'header-only', id, flags, rcode: Rcode.FORMERR };
   const qtype = (buf[pos]! << 8) | buf[pos + 1]!;
   const qclass = (buf[pos + 2]! << 8) | buf[pos + 3]!;
@@ -144,6 +147,33 @@ function skipName(buf: Uint8Array, pos: number): number {
     pos += 1 + len;
   }
   return -1;
+}
+
+const scratch = Buffer.allocUnsafe(256);
+
+/**
+ * The common case: printable ASCII without dots or backslashes. The wire name is
+ * copied once, length bytes become dots, letters are lowercased, one latin1 decode.
+ */
+function plainName(buf: Uint8Array, labelOffsets: readonly number[], end: number): string {
+  if (labelOffsets.length === 0) return '';
+  const start = labelOffsets[0]! + 1;
+  const n = end - 1 - start;
+  for (let i = 0; i < n; i++) {
+    const c = buf[start + i]!;
+    scratch[i] = c >= 0x41 && c <= 0x5a ? c | 0x20 : c;
+  }
+  for (let k = 1; k < labelOffsets.length; k++) scratch[labelOffsets[k]! - start] = 0x2e;
+  return scratch.toString('latin1', 0, n);
+}
+
+function escapedName(buf: Uint8Array, labelOffsets: readonly number[]): string {
+  let name = '';
+  for (const off of labelOffsets) {
+    if (name.length > 0) name += '.';
+    name += labelText(buf, off + 1, buf[off]!);
+  }
+  return name;
 }
 
 /** One label as lowercase text, escaping bytes that are not plain LDH-ish ASCII. */

@@ -9,7 +9,7 @@
  * small custom metric objects, next to its default process metrics.
  */
 import { collectDefaultMetrics, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
-import { rcodeName, typeName } from '../dns/constants.js';
+import { rcodeName, Type } from '../dns/constants.js';
 import type { QueryEvent } from '../server/handler.js';
 
 type Labels = Record<string, string | number>;
@@ -19,30 +19,30 @@ const DURATION_BUCKETS = [0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.
 /** Bytes buckets as CoreDNS's response size. */
 const SIZE_BUCKETS = [0, 100, 200, 300, 400, 511, 1023, 2047, 4095, 8291, 16000, 32000, 48000, 64000];
 /** Query types CoreDNS reports by name; the rest are "other". */
-const COMMON_TYPES = new Set(['A', 'AAAA', 'CNAME', 'SRV', 'PTR', 'TXT', 'SOA', 'NS', 'MX', 'ANY', 'AXFR', 'IXFR', 'HTTPS', 'SVCB', 'DS', 'DNSKEY', 'NULL']);
+const COMMON_TYPES = ['A', 'AAAA', 'CNAME', 'SRV', 'PTR', 'TXT', 'SOA', 'NS', 'MX', 'ANY', 'AXFR', 'IXFR', 'HTTPS', 'SVCB', 'DS', 'DNSKEY', 'NULL'];
 
 /** A counter family kept as plain numbers keyed by its label values. */
 export class FastCounter {
-  readonly #values = new Map<string, { labels: Labels; value: number }>();
+  readonly #values = new Map<string | number, { labels: Labels; value: number }>();
   constructor(
     readonly name: string,
     readonly help: string,
   ) {}
 
-  inc(key: string, labels: () => Labels, by = 1): void {
+  inc(key: string | number, labels: () => Labels, by = 1): void {
     const e = this.#values.get(key);
     if (e !== undefined) e.value += by;
     else this.#values.set(key, { labels: labels(), value: by });
   }
 
   /** Set the total (for counters owned elsewhere, read on scrape). */
-  set(key: string, labels: Labels, value: number): void {
+  set(key: string | number, labels: Labels, value: number): void {
     const e = this.#values.get(key);
     if (e !== undefined) e.value = value;
     else this.#values.set(key, { labels, value });
   }
 
-  value(key: string): number {
+  value(key: string | number): number {
     return this.#values.get(key)?.value ?? 0;
   }
 
@@ -53,14 +53,14 @@ export class FastCounter {
 
 /** A histogram family with fixed buckets, keyed by label values. */
 export class FastHistogram {
-  readonly #series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
+  readonly #series = new Map<string | number, { labels: Labels; counts: number[]; sum: number; count: number }>();
   constructor(
     readonly name: string,
     readonly help: string,
     readonly buckets: readonly number[],
   ) {}
 
-  observe(key: string, labels: () => Labels, v: number): void {
+  observe(key: string | number, labels: () => Labels, v: number): void {
     let s = this.#series.get(key);
     if (s === undefined) this.#series.set(key, (s = { labels: labels(), counts: new Array<number>(this.buckets.length).fill(0), sum: 0, count: 0 }));
     s.sum += v;
@@ -131,6 +131,7 @@ export class Metrics {
   readonly size = new FastHistogram('clusterdns_dns_response_size_bytes', 'Size of responses in bytes, by server, zone and transport (coredns_dns_response_size_bytes).', SIZE_BUCKETS);
   readonly answerCache = new FastCounter('clusterdns_answer_cache_total', 'Wire-answer cache lookups for cluster names, by result (hit, miss).');
   readonly #server: string;
+  readonly #zoneIndex = new Map<string, number>();
 
   constructor(server = 'dns://:53', defaults = true) {
     this.#server = server;
@@ -142,18 +143,25 @@ export class Metrics {
     this.registry.registerMetric(m as never);
   }
 
-  /** Per-query accounting (hot path). */
+  /**
+   * Per-query accounting (hot path). Label sets are keyed by small integers (zone
+   * index, transport, family, type index, rcode) so a query costs a few Map lookups
+   * on numbers and no string building; labels are materialised once per new series.
+   */
   onQuery(e: QueryEvent): void {
     const server = this.#server;
     const zone = e.zone;
-    const type = typeLabel(e.qtype);
-    const k1 = `${zone}|${e.transport}|${e.family}|${type}`;
-    this.requests.inc(k1, () => ({ server, zone, proto: e.transport, family: e.family, type }));
-    const rcode = rcodeName(e.rcode);
-    this.responses.inc(`${zone}|${rcode}`, () => ({ server, zone, rcode, plugin: e.source }));
-    this.duration.observe(`${zone}|${type}`, () => ({ server, zone, type }), e.seconds);
-    this.size.observe(`${zone}|${e.transport}`, () => ({ server, zone, proto: e.transport }), e.size);
-    if (e.source === 'cluster') this.answerCache.inc(e.cached ? 'hit' : 'miss', () => ({ result: e.cached ? 'hit' : 'miss' }));
+    let zi = this.#zoneIndex.get(zone);
+    if (zi === undefined) this.#zoneIndex.set(zone, (zi = this.#zoneIndex.size));
+    const ti = typeIndex(e.qtype);
+    const tr = e.transport === 'udp' ? 0 : 1;
+    const fam = e.family === '1' ? 0 : 1;
+    const si = e.source === 'cluster' ? 0 : e.source === 'forward' ? 1 : 2;
+    this.requests.inc(((zi * 2 + tr) * 2 + fam) * 64 + ti, () => ({ server, zone, proto: e.transport, family: e.family, type: TYPE_LABELS[ti]! }));
+    this.responses.inc((zi * 32 + (e.rcode & 31)) * 4 + si, () => ({ server, zone, rcode: rcodeName(e.rcode), plugin: e.source }));
+    this.duration.observe(zi * 64 + ti, () => ({ server, zone, type: TYPE_LABELS[ti]! }), e.seconds);
+    this.size.observe(zi * 2 + tr, () => ({ server, zone, proto: e.transport }), e.size);
+    if (si === 0) this.answerCache.inc(e.cached ? 1 : 0, () => ({ result: e.cached ? 'hit' : 'miss' }));
   }
 
   async text(): Promise<string> {
@@ -165,7 +173,21 @@ export class Metrics {
   }
 }
 
-function typeLabel(qtype: number): string {
-  const n = typeName(qtype);
-  return COMMON_TYPES.has(n) ? n : 'other';
+/** Type label index: the common types by name, everything else "other" (index 0). */
+const TYPE_LABELS: string[] = ['other'];
+const TYPE_INDEX = new Map<number, number>();
+for (const name of COMMON_TYPES) {
+  const code = typeCode(name);
+  if (code !== undefined) {
+    TYPE_INDEX.set(code, TYPE_LABELS.length);
+    TYPE_LABELS.push(name);
+  }
+}
+
+function typeIndex(qtype: number): number {
+  return TYPE_INDEX.get(qtype) ?? 0;
+}
+
+function typeCode(name: string): number | undefined {
+  return (Type as Record<string, number>)[name];
 }

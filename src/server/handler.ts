@@ -9,7 +9,6 @@
  *   our zones → authoritative answer; anything else → the next stage (upstream,
  *   a later stage) or REFUSED.
  */
-import { LRUCache } from 'lru-cache';
 import { Class, Flag, Rcode, Type, UDP_MIN_SIZE } from '../dns/constants.js';
 import { parseQuery, type Query } from '../dns/query.js';
 import { writeHeaderOnly, writeResponse, type Answer } from '../dns/writer.js';
@@ -54,29 +53,55 @@ export interface HandlerOptions {
 
 interface Cached {
   readonly buf: Buffer;
+  /** The zone that answered (for metrics without a second lookup). */
+  readonly zone: string;
 }
 
 const REFUSED_ANSWER: Answer = { rcode: Rcode.REFUSED, authoritative: false, answer: [], authority: [], additional: [] };
+// Module-level copies: the hot path reads plain locals, not imported bindings.
+const T_OPT = Type.OPT;
+const T_AXFR = Type.AXFR;
+const T_IXFR = Type.IXFR;
+const C_IN = Class.IN;
+const NOERROR = Rcode.NOERROR;
+const SERVFAIL = Rcode.SERVFAIL;
+const TC_BYTE = Flag.TC >> 8;
+
+/** Per-query facts the accounting needs, passed along instead of captured in closures. */
+interface Ctx {
+  readonly transport: Transport;
+  readonly family: '1' | '2';
+  readonly client: string | undefined;
+  readonly t0: number;
+}
 
 export class DnsHandler {
-  readonly #opts: HandlerOptions;
+  readonly #resolver: Resolver;
+  readonly #onQuery: ((e: QueryEvent) => void) | undefined;
+  readonly #onError: ((err: unknown, where: string) => void) | undefined;
   #next: NextStage | undefined;
   /**
-   * Encoded answers of cluster names, keyed by (EDNS?, qtype, lowercase name), with
-   * the question lowercase and id 0. A hit is a copy plus id, flags and letter-case
-   * patches. Cleared whenever any zone changes.
+   * Encoded answers of cluster names with the question lowercase and id 0, per
+   * (qtype, EDNS?, RA?) and lowercase name. A hit is a copy plus id, flags and
+   * letter-case patches. Cleared whenever any zone changes, and when full (a bound,
+   * not an eviction policy: the cluster view changes far more often than it fills).
    */
-  readonly #cache: LRUCache<string, Cached>;
+  #cache = new Map<number, Map<string, Cached>>();
+  #cacheSize = 0;
+  readonly #cacheMax: number;
 
   constructor(opts: HandlerOptions) {
-    this.#opts = opts;
+    this.#resolver = opts.resolver;
+    this.#onQuery = opts.onQuery;
+    this.#onError = opts.onError;
     this.#next = opts.next;
-    this.#cache = new LRUCache({ max: opts.cacheEntries ?? 20000 });
+    this.#cacheMax = opts.cacheEntries ?? 50_000;
   }
 
   /** Forget every cached answer (the cluster changed). */
   invalidate(): void {
-    this.#cache.clear();
+    this.#cache = new Map();
+    this.#cacheSize = 0;
   }
 
   setNext(next: NextStage | undefined): void {
@@ -88,82 +113,94 @@ export class DnsHandler {
    * when a later stage (upstream) is involved.
    */
   handle(req: Uint8Array, transport: Transport, family: '1' | '2' = '1', client?: string): Buffer | undefined | Promise<Buffer | undefined> {
+    const ctx: Ctx = { transport, family, client, t0: this.#onQuery !== undefined ? performance.now() : 0 };
     try {
-      return this.#handle(req, transport, family, client);
+      return this.#handle(req, ctx);
     } catch (err) {
-      this.#opts.onError?.(err, 'handle');
+      this.#onError?.(err, 'handle');
       return servfail(req);
     }
   }
 
-  #handle(req: Uint8Array, transport: Transport, family: '1' | '2', client: string | undefined): Buffer | undefined | Promise<Buffer | undefined> {
-    const t0 = this.#opts.onQuery !== undefined ? performance.now() : 0;
+  #handle(req: Uint8Array, ctx: Ctx): Buffer | undefined | Promise<Buffer | undefined> {
     const parsed = parseQuery(req);
     if (parsed.kind === 'drop') return undefined;
-    const emit = (name: string, qtype: number, rcode: number, size: number, source: QueryEvent['source'], cached: boolean): void => {
-      const cb = this.#opts.onQuery;
-      if (cb === undefined) return;
-      const zone = source === 'error' ? '.' : (this.#opts.resolver.zoneName(name) ?? '.');
-      cb({ transport, family, name, qtype, rcode, size, zone, source, cached, seconds: (performance.now() - t0) / 1000, client });
-    };
     if (parsed.kind === 'header-only') {
       const out = writeHeaderOnly(parsed.id, parsed.flags, parsed.rcode);
-      emit('', 0, parsed.rcode, out.length, 'error', false);
+      this.#emit(ctx, '', 0, parsed.rcode, out.length, 'error', false, '.');
       return out;
     }
     const q = parsed.query;
-    const maxSize = transport === 'tcp' ? 65535 : q.edns !== undefined ? Math.min(q.edns.udpSize, MAX_UDP_SIZE) : UDP_MIN_SIZE;
     const ra = this.#next !== undefined;
-    const reply = (ans: Answer, source: QueryEvent['source']): Buffer => {
-      const out = writeResponse(req, q, ans, { maxSize, recursionAvailable: ra });
-      emit(q.name, q.qtype, ans.rcode, out.length, source, false);
-      return out;
-    };
-    if (parsed.rcode !== Rcode.NOERROR) return reply(error(parsed.rcode), 'error');
-    if (q.qclass !== Class.IN) return reply(REFUSED_ANSWER, 'error');
-    if (q.qtype === Type.OPT) return reply(error(Rcode.FORMERR), 'error');
-    const resolver = this.#opts.resolver;
-    const owned = resolver.owns(q.name);
-    if (q.qtype === Type.AXFR || q.qtype === Type.IXFR) {
+    if (parsed.rcode !== NOERROR) return this.#reply(req, q, ctx, error(parsed.rcode), 'error');
+    if (q.qclass !== C_IN) return this.#reply(req, q, ctx, REFUSED_ANSWER, 'error');
+    if (q.qtype === T_OPT) return this.#reply(req, q, ctx, error(Rcode.FORMERR), 'error');
+    if (q.qtype === T_AXFR || q.qtype === T_IXFR) {
       // Zone transfer is not offered (CoreDNS without the transfer plugin).
-      return reply(REFUSED_ANSWER, owned ? 'cluster' : 'error');
+      return this.#reply(req, q, ctx, REFUSED_ANSWER, this.#resolver.owns(q.name) ? 'cluster' : 'error');
     }
-    const key = `${q.edns !== undefined ? 1 : 0}${ra ? 1 : 0}|${q.qtype}|${q.name}`;
-    const hit = this.#cache.get(key);
-    if (hit !== undefined && hit.buf.length <= maxSize) {
+    const slot = q.qtype * 4 + (q.edns !== undefined ? 2 : 0) + (ra ? 1 : 0);
+    const byName = this.#cache.get(slot);
+    const hit = byName?.get(q.name);
+    if (hit !== undefined && hit.buf.length <= maxSize(q, ctx.transport)) {
       const out = patch(hit.buf, req, q);
-      emit(q.name, q.qtype, out[3]! & 0xf, out.length, 'cluster', true);
+      this.#emit(ctx, q.name, q.qtype, out[3]! & 0xf, out.length, 'cluster', true, hit.zone);
       return out;
     }
-    const ans = resolver.resolve(q.name, q.qtype);
+    const ans = this.#resolver.resolve(q.name, q.qtype);
     if (ans !== undefined) {
-      const out = reply(ans, 'cluster');
+      const out = this.#reply(req, q, ctx, ans, 'cluster');
       // Cache only complete answers: a truncated one depends on this client's budget.
-      if ((out[2]! & (Flag.TC >> 8)) === 0 && ans.rcode !== Rcode.SERVFAIL) {
-        const copy = Buffer.from(out);
-        copy.writeUInt16BE(0, 0);
-        lowercaseQuestion(copy, q);
-        this.#cache.set(key, { buf: copy });
-      }
+      if ((out[2]! & TC_BYTE) === 0 && ans.rcode !== SERVFAIL) this.#store(slot, q, out);
       return out;
     }
     const next = this.#next;
-    if (next === undefined) return reply(REFUSED_ANSWER, 'error');
-    return next(q, req, transport).then(
+    if (next === undefined) return this.#reply(req, q, ctx, REFUSED_ANSWER, 'error');
+    return next(q, req, ctx.transport).then(
       (r) => {
         if (r === undefined) return undefined;
         if (Buffer.isBuffer(r)) {
-          emit(q.name, q.qtype, r[3]! & 0xf, r.length, 'forward', false);
+          this.#emit(ctx, q.name, q.qtype, r[3]! & 0xf, r.length, 'forward', false, undefined);
           return r;
         }
-        return reply(r, 'forward');
+        return this.#reply(req, q, ctx, r, 'forward');
       },
       (err: unknown) => {
-        this.#opts.onError?.(err, 'next');
-        return reply(error(Rcode.SERVFAIL), 'forward');
+        this.#onError?.(err, 'next');
+        return this.#reply(req, q, ctx, error(SERVFAIL), 'forward');
       },
     );
   }
+
+  #reply(req: Uint8Array, q: Query, ctx: Ctx, ans: Answer, source: QueryEvent['source']): Buffer {
+    const out = writeResponse(req, q, ans, { maxSize: maxSize(q, ctx.transport), recursionAvailable: this.#next !== undefined });
+    this.#emit(ctx, q.name, q.qtype, ans.rcode, out.length, source, false, source === 'error' ? '.' : undefined);
+    return out;
+  }
+
+  #store(slot: number, q: Query, out: Buffer): void {
+    if (this.#cacheSize >= this.#cacheMax) this.invalidate();
+    let byName = this.#cache.get(slot);
+    if (byName === undefined) this.#cache.set(slot, (byName = new Map()));
+    const copy = Buffer.from(out);
+    copy.writeUInt16BE(0, 0);
+    lowercaseQuestion(copy, q);
+    if (!byName.has(q.name)) this.#cacheSize++;
+    byName.set(q.name, { buf: copy, zone: this.#resolver.zoneName(q.name) ?? '.' });
+  }
+
+  #emit(ctx: Ctx, name: string, qtype: number, rcode: number, size: number, source: QueryEvent['source'], cached: boolean, zone: string | undefined): void {
+    const cb = this.#onQuery;
+    if (cb === undefined) return;
+    const z = zone ?? this.#resolver.zoneName(name) ?? '.';
+    cb({ transport: ctx.transport, family: ctx.family, name, qtype, rcode, size, zone: z, source, cached, seconds: (performance.now() - ctx.t0) / 1000, client: ctx.client });
+  }
+}
+
+/** The reply budget: 65535 over TCP; over UDP the client's EDNS size (≤ 4096) or 512. */
+function maxSize(q: Query, transport: Transport): number {
+  if (transport === 'tcp') return 65535;
+  return q.edns !== undefined ? Math.min(q.edns.udpSize, MAX_UDP_SIZE) : UDP_MIN_SIZE;
 }
 
 function error(rcode: number): Answer {
