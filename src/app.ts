@@ -1,26 +1,26 @@
 /**
- * Composition root: config + sources + zones + handler + listeners + operations.
- * The CLI (`main.ts`) and the end-to-end tests both start the server through
- * `startServer`. Only this file wires concrete modules together.
+ * Composition root and process model.
+ *
+ * - One process (default): the sources, a DnsNode answering from their stores, and
+ *   the HTTP operations endpoint.
+ * - `--workers N`: the primary runs the sources (one API watch, one allocator) and
+ *   the HTTP endpoint; N workers each run a DnsNode on the shared sockets, fed with
+ *   the primary's store changes (replica.ts). Metrics are summed across workers.
  */
+import cluster, { type Worker } from 'node:cluster';
+import { AggregatorRegistry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
-import { FileSource } from './cluster/files.js';
-import type { ClusterStore } from './cluster/store.js';
-import { sourceLog } from './log.js';
+import { DnsNode, type HostPort } from './node.js';
 import { gauge, Metrics } from './ops/metrics.js';
-import { DnsHandler, type QueryEvent } from './server/handler.js';
+import { ReplicaFeed, ReplicaProvider, type ReplicaMessage } from './replica.js';
 import { serveHttp, type OpsServer } from './server/http.js';
-import { listen, type Listener } from './server/listen.js';
-import type { ZoneOptions } from './zone/build.js';
-import { Resolver } from './zone/resolver.js';
-import { ClusterZone } from './zone/zone.js';
-import { rcodeName, typeName } from './dns/constants.js';
+import type { Listener } from './server/listen.js';
+import { fileSources, type Sources } from './sources.js';
+import type { ClusterZone } from './zone/zone.js';
 
-export interface HostPort {
-  readonly host: string;
-  readonly port: number;
-}
+export type { HostPort };
+export { zoneOptions } from './node.js';
 
 export interface ServeOptions {
   readonly config: Config;
@@ -29,159 +29,94 @@ export interface ServeOptions {
   readonly http: HostPort | undefined;
   readonly upstreams: readonly HostPort[];
   readonly noUpstream: boolean;
+  /** DNS worker processes (1: answer in this process). */
+  readonly workers?: number;
 }
 
 export interface Server {
-  readonly listeners: readonly Listener[];
+  /** Bound DNS addresses (actual ports). */
+  readonly addresses: readonly { host: string; port: number }[];
   readonly http: OpsServer | undefined;
-  readonly resolver: Resolver;
-  readonly handler: DnsHandler;
-  readonly metrics: Metrics;
+  /** The in-process DNS node (undefined in a `--workers` primary). */
+  readonly node: DnsNode | undefined;
   readonly zones: () => readonly ClusterZone[];
-  /** Apply a new configuration (SIGHUP, config file edit). Throws nothing; returns false if refused. */
+  readonly zoneNames: () => string[];
+  /** Apply a new configuration (SIGHUP, config file edit). */
   reload(config: Config): boolean;
   /** Lame-duck (unhealthy, still answering) for `config.lameduck` seconds, then close. */
   shutdown(): Promise<void>;
   close(): Promise<void>;
 }
 
-export function zoneOptions(c: Config): ZoneOptions {
-  return {
-    ttl: c.ttl,
-    pods: c.pods,
-    ignoreEmptyService: c.ignoreEmptyService,
-    endpointPodNames: c.endpointPodNames,
-    noEndpoints: c.noEndpoints,
-    namespaces: c.namespaces === undefined ? undefined : new Set(c.namespaces),
-  };
+function createSources(opts: ServeOptions, log: Logger): Sources {
+  return fileSources({ zonesDir: opts.zonesDir }, log);
 }
 
-/** Addresses usable as NS glue when there is no kube-dns service: the ones we listen on. */
-function glueAddresses(dns: readonly HostPort[]): string[] {
-  return dns.map((d) => d.host).filter((h) => h !== '0.0.0.0' && h !== '::');
-}
-
-export async function startServer(opts: ServeOptions, log: Logger): Promise<Server> {
-  let config = opts.config;
-  const first = opts.dns[0];
-  const metrics = new Metrics(first === undefined ? 'dns://:53' : `dns://${first.host}:${first.port}`);
-  const resolver = new Resolver();
-  resolver.setReverseZones(config.reverseZones.map((name) => ({ name })));
-  let queryLog = config.queryLog;
-  const onQuery = (e: QueryEvent): void => {
-    metrics.onQuery(e);
-    if (queryLog) {
-      log.info(
-        { client: e.client, proto: e.transport, name: e.name, type: typeName(e.qtype), rcode: rcodeName(e.rcode), size: e.size, ms: Math.round(e.seconds * 1e6) / 1e3, cached: e.cached },
-        'query',
-      );
-    }
-  };
-  const handler = new DnsHandler({
-    resolver,
-    onQuery,
-    onError: (err, where) => log.error({ err, where }, 'query pipeline error'),
-  });
-
-  const zones = new Map<string, ClusterZone>();
-  const glue = glueAddresses(opts.dns);
-  const files = new FileSource({ dir: opts.zonesDir, log: sourceLog(log) });
-  const syncZones = (): void => {
-    const names = new Set(files.zones());
-    for (const [name, z] of zones) {
-      if (!names.has(name)) {
-        z.close();
-        zones.delete(name);
-        log.info({ zone: name }, 'zone removed');
-      }
-    }
-    for (const name of names) {
-      if (zones.has(name)) continue;
-      const store: ClusterStore = files.storeFor(name);
-      const z = new ClusterZone(name, store, zoneOptions(config), glue);
-      z.onUpdate = () => handler.invalidate();
-      zones.set(name, z);
-      log.info({ zone: name, services: store.services.size }, 'serving zone');
-    }
-    resolver.setZones([...zones.values()]);
-    handler.invalidate();
-  };
-  files.onZonesChanged(syncZones);
-  await files.start();
-  syncZones();
-  let synced = true;
-  resolver.synced = () => synced;
-
+function sourceMetrics(metrics: Metrics, sources: Sources): void {
+  const stores = () => sources.zones().map((z) => ({ zone: z, store: sources.storeFor(z) }));
   metrics.register(
     gauge('clusterdns_kubernetes_objects', 'Objects tracked, by zone and kind.', () =>
-      [...zones.values()].flatMap((z) => [
-        { labels: { zone: z.name, kind: 'Service' }, value: z.store.services.size },
-        { labels: { zone: z.name, kind: 'EndpointSlice' }, value: z.store.slices.size },
-        { labels: { zone: z.name, kind: 'Endpoints' }, value: z.store.legacyEndpoints.size },
-        { labels: { zone: z.name, kind: 'Pod' }, value: z.store.pods.size },
-        { labels: { zone: z.name, kind: 'Namespace' }, value: z.store.namespaces.size },
-      ]),
-    ),
-  );
-  metrics.register(
-    gauge('clusterdns_zone_names', 'Names served, by zone and tree (forward, reverse).', () =>
-      [...zones.values()].flatMap((z) => [
-        { labels: { zone: z.name, tree: 'forward' }, value: z.forward.size },
-        { labels: { zone: z.name, tree: 'reverse' }, value: z.reverse.size },
+      stores().flatMap(({ zone, store }) => [
+        { labels: { zone, kind: 'Service' }, value: store.services.size },
+        { labels: { zone, kind: 'EndpointSlice' }, value: store.slices.size },
+        { labels: { zone, kind: 'Endpoints' }, value: store.legacyEndpoints.size },
+        { labels: { zone, kind: 'Pod' }, value: store.pods.size },
+        { labels: { zone, kind: 'Namespace' }, value: store.namespaces.size },
       ]),
     ),
   );
   metrics.register(
     gauge('clusterdns_source_last_change_timestamp_seconds', 'Unix time of the last DNS-visible change (the SOA serial), by zone.', () =>
-      [...zones.values()].map((z) => ({ labels: { zone: z.name }, value: z.store.lastChange })),
+      stores().map(({ zone, store }) => ({ labels: { zone }, value: store.lastChange })),
     ),
   );
-  metrics.register(
-    gauge('clusterdns_tcp_connections', 'Open DNS-over-TCP connections.', () => [{ labels: {}, value: listeners.reduce((n, l) => n + l.tcpConnections(), 0) }]),
-  );
+}
 
+function serverLabel(dns: readonly HostPort[]): string {
+  const first = dns[0];
+  return first === undefined ? 'dns://:53' : `dns://${first.host}:${first.port}`;
+}
+
+export async function startServer(opts: ServeOptions, log: Logger): Promise<Server> {
+  if ((opts.workers ?? 1) > 1) return startPrimary(opts, log);
+  let config = opts.config;
+  const metrics = new Metrics(serverLabel(opts.dns));
+  const sources = createSources(opts, log);
+  await sources.start();
+  sourceMetrics(metrics, sources);
+  const node = new DnsNode(config, opts.dns, log, metrics);
+  node.attach(sources);
   let healthy = true;
-  const listeners: Listener[] = [];
   let http: OpsServer | undefined;
   try {
-    for (const d of opts.dns) {
-      listeners.push(await listen(handler, { host: d.host, port: d.port, onError: (err, where) => log.warn({ err, where }, 'socket error') }));
-    }
+    await node.listen(opts.dns);
     if (opts.http !== undefined) {
       http = await serveHttp(opts.http.host, opts.http.port, {
         healthy: () => healthy,
-        ready: () => synced && healthy,
+        ready: () => sources.synced() && healthy,
         routes: new Map([['/metrics', async () => ({ type: metrics.contentType, body: await metrics.text() })]]),
       });
     }
   } catch (err) {
-    await Promise.all(listeners.map((l) => l.close()));
-    await files.stop();
+    await node.close();
+    await sources.stop();
     throw err;
   }
-
   const close = async (): Promise<void> => {
-    await Promise.all(listeners.map((l) => l.close()));
+    await node.close();
     await http?.close();
-    await files.stop();
-    for (const z of zones.values()) z.close();
+    await sources.stop();
   };
-
   return {
-    listeners,
+    addresses: node.listeners.map((l: Listener) => ({ host: l.host, port: l.udpPort })),
     http,
-    resolver,
-    handler,
-    metrics,
-    zones: () => [...zones.values()],
-    reload: (next: Config): boolean => {
+    node,
+    zones: () => node.zones(),
+    zoneNames: () => node.zones().map((z) => z.name),
+    reload: (next) => {
       try {
-        const zo = zoneOptions(next);
-        for (const z of zones.values()) z.setOptions(zo);
-        resolver.setReverseZones(next.reverseZones.map((name) => ({ name })));
-        queryLog = next.queryLog;
+        node.setConfig(next);
         config = next;
-        handler.invalidate();
         log.info({ ttl: next.ttl, pods: next.pods }, 'configuration reloaded');
         return true;
       } catch (err) {
@@ -191,12 +126,184 @@ export async function startServer(opts: ServeOptions, log: Logger): Promise<Serv
     },
     shutdown: async () => {
       healthy = false;
-      if (config.lameduck > 0) {
-        log.info({ seconds: config.lameduck }, 'lame duck: still answering, /healthz failing');
-        await new Promise((r) => setTimeout(r, config.lameduck * 1000));
-      }
+      await lameDuck(config, log);
       await close();
     },
     close,
   };
+}
+
+async function lameDuck(config: Config, log: Logger): Promise<void> {
+  if (config.lameduck <= 0) return;
+  log.info({ seconds: config.lameduck }, 'lame duck: still answering, /healthz failing');
+  await new Promise((r) => setTimeout(r, config.lameduck * 1000));
+}
+
+/** Messages between the primary and its workers (besides replica messages). */
+type ControlMessage =
+  | { readonly t: 'hello' }
+  | { readonly t: 'init'; readonly config: Config; readonly dns: readonly HostPort[] }
+  | { readonly t: 'config'; readonly config: Config }
+  | { readonly t: 'listening'; readonly addresses: { host: string; port: number }[] }
+  | { readonly t: 'failed'; readonly error: string };
+
+async function startPrimary(opts: ServeOptions, log: Logger): Promise<Server> {
+  let config = opts.config;
+  const n = opts.workers ?? 1;
+  const metrics = new Metrics(serverLabel(opts.dns));
+  const sources = createSources(opts, log);
+  await sources.start();
+  sourceMetrics(metrics, sources);
+  cluster.setupPrimary({ serialization: 'advanced' });
+  const workers = new Set<Worker>();
+  const ready = new Set<Worker>();
+  let closing = false;
+  let addresses: { host: string; port: number }[] = [];
+  const broadcast = (m: ReplicaMessage | ControlMessage): void => {
+    for (const w of ready) if (w.isConnected()) w.send(m);
+  };
+  const feed = new ReplicaFeed(sources, broadcast);
+  let lastSynced = sources.synced();
+  const syncTimer = setInterval(() => {
+    const s = sources.synced();
+    if (s !== lastSynced) feed.synced((lastSynced = s));
+  }, 200);
+
+  // Ports: with port 0, the first worker's bind picks one and the cluster module
+  // gives the others the same shared handle.
+  const fork = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const w = cluster.fork({ CLUSTERDNS_WORKER: '1' });
+      workers.add(w);
+      w.on('message', (m: ControlMessage) => {
+        if (m.t === 'hello') {
+          // The worker's module graph is loaded and listening for messages.
+          w.send({ t: 'init', config, dns: opts.dns } satisfies ControlMessage);
+        } else if (m.t === 'listening') {
+          addresses = m.addresses;
+          ready.add(w);
+          // Catch up: every zone's snapshot, then the live stream.
+          for (const msg of feed.snapshot()) w.send(msg);
+          resolve();
+        } else if (m.t === 'failed') {
+          reject(new Error(m.error));
+        }
+      });
+      w.on('exit', (code, signal) => {
+        workers.delete(w);
+        ready.delete(w);
+        if (closing) return;
+        log.error({ worker: w.id, code, signal }, 'DNS worker died; starting another');
+        setTimeout(() => {
+          if (!closing) fork().catch((err: unknown) => log.error({ err }, 'worker restart failed'));
+        }, 500);
+      });
+    });
+  const stopWorkers = async (): Promise<void> => {
+    closing = true;
+    await Promise.all(
+      [...workers].map(
+        (w) =>
+          new Promise<void>((r) => {
+            w.once('exit', () => r());
+            w.kill('SIGKILL');
+          }),
+      ),
+    );
+  };
+  try {
+    // The first worker binds (and reports errors such as an address in use) before the rest.
+    await fork();
+    await Promise.all(Array.from({ length: n - 1 }, () => fork()));
+  } catch (err) {
+    clearInterval(syncTimer);
+    feed.close();
+    await stopWorkers();
+    await sources.stop();
+    throw err;
+  }
+  const aggregator = new AggregatorRegistry();
+  let healthy = true;
+  let http: OpsServer | undefined;
+  if (opts.http !== undefined) {
+    http = await serveHttp(opts.http.host, opts.http.port, {
+      healthy: () => healthy,
+      ready: () => sources.synced() && healthy && ready.size === n,
+      routes: new Map([
+        [
+          '/metrics',
+          async () => {
+            const fromWorkers = await aggregator.clusterMetrics();
+            return { type: aggregator.contentType, body: `${fromWorkers}\n${await metrics.registry.getSingleMetricAsString('clusterdns_kubernetes_objects')}\n${await metrics.registry.getSingleMetricAsString('clusterdns_source_last_change_timestamp_seconds')}\n` };
+          },
+        ],
+      ]),
+    });
+  }
+  const close = async (): Promise<void> => {
+    clearInterval(syncTimer);
+    feed.close();
+    await stopWorkers();
+    await http?.close();
+    await sources.stop();
+  };
+  return {
+    addresses,
+    http,
+    node: undefined,
+    zones: () => [],
+    zoneNames: () => sources.zones(),
+    reload: (next) => {
+      config = next;
+      broadcast({ t: 'config', config: next });
+      log.info({ ttl: next.ttl, pods: next.pods, workers: ready.size }, 'configuration reloaded');
+      return true;
+    },
+    shutdown: async () => {
+      healthy = false;
+      await lameDuck(config, log);
+      await close();
+    },
+    close,
+  };
+}
+
+/** A `--workers` worker: a DnsNode fed by the primary. Never returns. */
+export function runWorker(log: Logger): void {
+  const replica = new ReplicaProvider();
+  let node: DnsNode | undefined;
+  const send = (m: ControlMessage): void => {
+    process.send?.(m);
+  };
+  process.on('message', (m: ReplicaMessage | ControlMessage) => {
+    try {
+      if (m.t === 'init') {
+        const metrics = new Metrics(serverLabel(m.dns));
+        // Constructing one installs prom-client's worker-side reply to the primary's scrape.
+        new AggregatorRegistry();
+        AggregatorRegistry.setRegistries([metrics.registry]);
+        node = new DnsNode(m.config, m.dns, log, metrics);
+        node.attach(replica);
+        node.listen(m.dns, true).then(
+          () => send({ t: 'listening', addresses: node!.listeners.map((l) => ({ host: l.host, port: l.udpPort })) }),
+          (err: unknown) => {
+            send({ t: 'failed', error: (err as Error).message });
+            setTimeout(() => process.exit(2), 50);
+          },
+        );
+      } else if (m.t === 'config') {
+        node?.setConfig(m.config);
+      } else if (m.t === 'zones' || m.t === 'snapshot' || m.t === 'ops' || m.t === 'synced') {
+        replica.handle(m);
+      }
+    } catch (err) {
+      log.error({ err }, 'worker message failed');
+    }
+  });
+  // The primary going away means we go too; signals are the primary's to handle
+  // (it lame-ducks, then stops the workers).
+  process.on('disconnect', () => process.exit(0));
+  process.on('SIGTERM', () => {});
+  process.on('SIGINT', () => {});
+  send({ t: 'hello' });
 }

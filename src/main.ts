@@ -6,13 +6,14 @@ import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { isIPv6 } from 'node:net';
 import { resolve } from 'node:path';
-import { startServer, type HostPort } from './app.js';
+import cluster from 'node:cluster';
+import { runWorker, startServer, type HostPort } from './app.js';
 import { ConfigError, DEFAULT_CONFIG, loadConfigFile, type Config } from './config.js';
 import { createLogger, type LogLevel } from './log.js';
 import { ListenError } from './server/listen.js';
 
 const USAGE = `usage: clusterdns serve [--config FILE] [--zones DIR] [--dns HOST:PORT]... [--http HOST:PORT]
-                       [--upstream HOST:PORT]... [--no-upstream] [--log-level LEVEL]
+                       [--upstream HOST:PORT]... [--no-upstream] [--workers N] [--log-level LEVEL]
 
   --config FILE        YAML configuration (see README "Configuration")
   --zones DIR          embedded cluster: DIR/<cluster-domain>/ holds manifests (default ./zones)
@@ -20,6 +21,7 @@ const USAGE = `usage: clusterdns serve [--config FILE] [--zones DIR] [--dns HOST
   --http HOST:PORT     health and readiness endpoint (default 127.0.0.1:8080)
   --upstream HOST:PORT upstream resolver for other names; repeatable
   --no-upstream        answer REFUSED for names outside the cluster zones
+  --workers N          DNS worker processes sharing the sockets (default 1: this process)
   --log-level LEVEL    fatal, error, warn, info (default), debug, trace, silent`;
 
 class UsageError extends Error {}
@@ -45,6 +47,7 @@ async function serve(argv: string[]): Promise<void> {
       http: { type: 'string', default: '127.0.0.1:8080' },
       upstream: { type: 'string', multiple: true },
       'no-upstream': { type: 'boolean', default: false },
+      workers: { type: 'string', default: '1' },
       'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -63,21 +66,23 @@ async function serve(argv: string[]): Promise<void> {
   const dns = (values.dns ?? ['127.0.0.1:1053']).map((s) => parseHostPort(s, '--dns'));
   const http = parseHostPort(values.http!, '--http');
   const upstreams = (values.upstream ?? []).map((s) => parseHostPort(s, '--upstream', 53));
+  const workers = Number(values.workers);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new UsageError(`--workers ${values.workers}: must be a whole number from 1 to 64`);
+  process.env.CLUSTERDNS_LOG_LEVEL = level;
   const log = createLogger(level);
   const server = await startServer(
-    { config, zonesDir: resolve(values.zones!), dns, http, upstreams, noUpstream: values['no-upstream']! },
+    { config, zonesDir: resolve(values.zones!), dns, http, upstreams, noUpstream: values['no-upstream']!, workers },
     log,
   );
-  const zones = server.zones().map((z) => z.name);
-  const first = server.listeners[0]!;
-  const at = isIPv6(first.host) ? `${first.host}` : first.host;
-  const portFlag = first.udpPort === 53 ? '' : ` -p ${first.udpPort}`;
+  const zones = server.zoneNames();
+  const first = server.addresses[0]!;
+  const portFlag = first.port === 53 ? '' : ` -p ${first.port}`;
   const zone = zones[0] ?? 'cluster.local';
   process.stdout.write(
     `clusterdns serving ${zones.join(', ') || '(no zones yet)'} on ` +
-      server.listeners.map((l) => `${isIPv6(l.host) ? `[${l.host}]` : l.host}:${l.udpPort}`).join(', ') +
-      ` (udp+tcp)${server.http !== undefined ? `, http on ${http.host}:${server.http.port}` : ''}\n` +
-      `try: dig @${at}${portFlag} kubernetes.default.svc.${zone}\n`,
+      server.addresses.map((l) => `${isIPv6(l.host) ? `[${l.host}]` : l.host}:${l.port}`).join(', ') +
+      ` (udp+tcp)${workers > 1 ? ` with ${workers} workers` : ''}${server.http !== undefined ? `, http on ${http.host}:${server.http.port}` : ''}\n` +
+      `try: dig @${first.host}${portFlag} kubernetes.default.svc.${zone}\n`,
   );
   let closing = false;
   const shutdown = (sig: string): void => {
@@ -165,5 +170,9 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-const code = await main(process.argv.slice(2));
-if (code >= 0) process.exit(code);
+if (cluster.isWorker && process.env.CLUSTERDNS_WORKER === '1') {
+  runWorker(createLogger((process.env.CLUSTERDNS_LOG_LEVEL as LogLevel | undefined) ?? 'info'));
+} else {
+  const code = await main(process.argv.slice(2));
+  if (code >= 0) process.exit(code);
+}

@@ -25,6 +25,9 @@ export interface ClusterChange {
 
 export type ChangeListener = (change: ClusterChange) => void;
 
+/** One applied change, as replicas (DNS worker processes) replay it. */
+export type StoreOp = { readonly op: 'upsert'; readonly obj: ClusterObject } | { readonly op: 'remove'; readonly kind: Kind; readonly key: string };
+
 type KindMap = {
   Namespace: Namespace;
   Service: Service;
@@ -46,6 +49,7 @@ export class ClusterStore {
   readonly podsByIP = new Map<string, Set<string>>();
 
   #listeners: ChangeListener[] = [];
+  #opListeners: ((op: StoreOp) => void)[] = [];
   #pendingServices = new Set<string>();
   #pendingNamespaces = new Set<string>();
   #pendingPods = false;
@@ -60,6 +64,36 @@ export class ClusterStore {
     return () => {
       this.#listeners = this.#listeners.filter((l) => l !== listener);
     };
+  }
+
+  /** Every applied (non no-op) upsert and remove, synchronously, for replication. */
+  onOp(listener: (op: StoreOp) => void): () => void {
+    this.#opListeners.push(listener);
+    return () => {
+      this.#opListeners = this.#opListeners.filter((l) => l !== listener);
+    };
+  }
+
+  /** Every object, for a replica's initial state. */
+  snapshot(): ClusterObject[] {
+    const out: ClusterObject[] = [];
+    for (const obj of this.namespaces.values()) out.push({ kind: 'Namespace', obj });
+    for (const obj of this.services.values()) out.push({ kind: 'Service', obj });
+    for (const obj of this.slices.values()) out.push({ kind: 'EndpointSlice', obj });
+    for (const obj of this.legacyEndpoints.values()) out.push({ kind: 'Endpoints', obj });
+    for (const obj of this.pods.values()) out.push({ kind: 'Pod', obj });
+    return out;
+  }
+
+  /** Replay ops from a primary store (see `onOp`), as one batch. */
+  apply(ops: readonly StoreOp[], lastChange?: number): void {
+    this.batch(() => {
+      for (const op of ops) {
+        if (op.op === 'upsert') this.upsert(op.obj);
+        else this.remove(op.kind, op.key);
+      }
+    });
+    if (lastChange !== undefined) this.lastChange = lastChange;
   }
 
   #map<K extends Kind>(kind: K): Map<string, KindMap[K]> {
@@ -91,6 +125,7 @@ export class ClusterStore {
     map.set(key, o.obj);
     this.#index(o.kind, key, o.obj);
     this.#touch(o.kind, o.obj, prev);
+    for (const l of this.#opListeners) l({ op: 'upsert', obj: o });
     return true;
   }
 
@@ -102,6 +137,7 @@ export class ClusterStore {
     map.delete(key);
     this.#unindex(kind, key, prev);
     this.#touch(kind, prev, undefined);
+    for (const l of this.#opListeners) l({ op: 'remove', kind, key });
     return true;
   }
 
@@ -151,7 +187,7 @@ export class ClusterStore {
     return legacy === undefined ? [] : [legacy];
   }
 
-  /** A namespace exists when its object exists or, for manifests that omit it, anything lives in it. */
+  /** Whether a Namespace object exists (the file source synthesizes ones manifests leave out). */
   namespaceExists(ns: string): boolean {
     return this.namespaces.has(ns);
   }

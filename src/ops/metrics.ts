@@ -94,9 +94,12 @@ export class FastHistogram {
 }
 
 /** A gauge family whose values are read from their owner on every scrape. */
-export function gauge(name: string, help: string, read: () => { labels: Labels; value: number }[]): PromMetric {
-  return promMetric(name, help, 'gauge', () => read().map((r) => ({ value: r.value, labels: r.labels })));
+export function gauge(name: string, help: string, read: () => { labels: Labels; value: number }[], aggregator: Aggregator = 'sum'): PromMetric {
+  return promMetric(name, help, 'gauge', () => read().map((r) => ({ value: r.value, labels: r.labels })), aggregator);
 }
+
+/** How `--workers` sums a metric across processes (prom-client's cluster aggregators). */
+export type Aggregator = 'sum' | 'max' | 'min' | 'first' | 'omit';
 
 /** A counter family whose totals are read from their owner on every scrape. */
 export function counterFrom(name: string, help: string, read: () => { labels: Labels; value: number }[]): PromMetric {
@@ -107,18 +110,18 @@ export interface PromMetric {
   readonly name: string;
   readonly help: string;
   readonly type: string;
-  readonly aggregator: 'sum';
+  readonly aggregator: Aggregator;
   get(): Promise<MetricObjectWithValues<MetricValue<string>>>;
   reset(): void;
 }
 
-function promMetric(name: string, help: string, type: string, values: () => MetricValue<string>[]): PromMetric {
+function promMetric(name: string, help: string, type: string, values: () => MetricValue<string>[], aggregator: Aggregator = 'sum'): PromMetric {
   return {
     name,
     help,
     type,
-    aggregator: 'sum',
-    get: async () => ({ name, help, type, aggregator: 'sum', values: values() }) as unknown as MetricObjectWithValues<MetricValue<string>>,
+    aggregator,
+    get: async () => ({ name, help, type, aggregator, values: values() }) as unknown as MetricObjectWithValues<MetricValue<string>>,
     reset: () => {},
   };
 }

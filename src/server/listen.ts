@@ -14,8 +14,25 @@ import type { DnsHandler } from './handler.js';
 export interface ListenOptions {
   readonly host: string;
   readonly port: number;
+  /**
+   * A `--workers` worker: the cluster module shares one socket per address among the
+   * workers, so bind non-exclusively (the kernel hands each datagram to one reader).
+   */
+  readonly shared?: boolean;
   /** Close a TCP connection idle for this long (ms). */
   readonly tcpIdleTimeout?: number;
+  /**
+   * Close a TCP connection whose current message is not complete this long (ms) after
+   * its first byte (length prefix included) arrived, however slowly the rest trickles
+   * in: a trickle keeps the idle timer alive, this deadline does not move. Default 5 s.
+   */
+  readonly tcpReadTimeout?: number;
+  /**
+   * Replies queued for one TCP connection (bytes) above which the server stops
+   * reading that connection's queries until the client reads its answers. With the
+   * connection cap this bounds the memory hostile clients can pin. Default 256 KiB.
+   */
+  readonly tcpMaxPendingWrite?: number;
   /** Most TCP connections at once; further ones are closed on accept. */
   readonly maxTcpConnections?: number;
   readonly onError?: (err: unknown, where: string) => void;
@@ -47,23 +64,35 @@ export class ListenError extends Error {
   }
 }
 
-const MAX_PENDING_WRITE = 1 << 20;
+/** Queries of one connection awaiting an asynchronous (upstream) answer before reading stops. */
+const MAX_PENDING_QUERIES = 64;
+
+interface TcpLimits {
+  readonly idle: number;
+  readonly readTimeout: number;
+  readonly maxConns: number;
+  readonly maxPendingWrite: number;
+}
 
 export async function listen(handler: DnsHandler, opts: ListenOptions): Promise<Listener> {
   const addr = isIPv6(opts.host) ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
   const onError = opts.onError ?? (() => {});
-  const idle = opts.tcpIdleTimeout ?? 10_000;
-  const maxConns = opts.maxTcpConnections ?? 1000;
+  const limits: TcpLimits = {
+    idle: opts.tcpIdleTimeout ?? 10_000,
+    readTimeout: opts.tcpReadTimeout ?? 5_000,
+    maxConns: opts.maxTcpConnections ?? 1000,
+    maxPendingWrite: opts.tcpMaxPendingWrite ?? 256 * 1024,
+  };
 
   const tcp = net.createServer({ noDelay: true });
   const conns = new Set<net.Socket>();
-  tcp.on('connection', (sock) => serveTcp(sock, handler, conns, maxConns, idle, onError));
+  tcp.on('connection', (sock) => serveTcp(sock, handler, conns, limits, onError));
   tcp.on('error', (err) => onError(err, 'tcp-server'));
 
   await new Promise<void>((resolve, reject) => {
     const fail = (err: NodeJS.ErrnoException): void => reject(new ListenError(addr, 'tcp', err));
     tcp.once('error', fail);
-    tcp.listen({ host: opts.host, port: opts.port, exclusive: true }, () => {
+    tcp.listen({ host: opts.host, port: opts.port, exclusive: !opts.shared }, () => {
       tcp.off('error', fail);
       resolve();
     });
@@ -77,7 +106,7 @@ export async function listen(handler: DnsHandler, opts: ListenOptions): Promise<
     await new Promise<void>((resolve, reject) => {
       const fail = (err: NodeJS.ErrnoException): void => reject(new ListenError(addr, 'udp', err));
       udp.once('error', fail);
-      udp.bind({ address: opts.host, port: udpPort, exclusive: true }, () => {
+      udp.bind({ address: opts.host, port: udpPort, exclusive: !opts.shared }, () => {
         udp.off('error', fail);
         resolve();
       });
@@ -120,39 +149,126 @@ export async function listen(handler: DnsHandler, opts: ListenOptions): Promise<
   };
 }
 
+/**
+ * One TCP connection (RFC 7766). Bounds, so a slow or hostile client costs a fixed
+ * amount of memory and a connection slot for a bounded time:
+ * - idle timeout (no traffic either way), and a per-message read deadline from the
+ *   message's first byte (a client trickling one byte every few seconds is closed);
+ * - input is kept as a list of chunks and joined once a message is complete, so a
+ *   message sent byte by byte costs O(size), not O(size²);
+ * - when the replies queued for the client pass `maxPendingWrite` (it does not read
+ *   them), or too many queries await an asynchronous answer, the connection is
+ *   paused and no further buffered query is handled until the backlog drains: what
+ *   one connection holds is at most maxPendingWrite + one reply + what was already
+ *   read (one socket read plus one partial message).
+ */
 function serveTcp(
   sock: net.Socket,
   handler: DnsHandler,
   conns: Set<net.Socket>,
-  maxConns: number,
-  idle: number,
+  limits: TcpLimits,
   onError: (err: unknown, where: string) => void,
 ): void {
-  if (conns.size >= maxConns) {
+  if (conns.size >= limits.maxConns) {
     sock.destroy();
     return;
   }
   conns.add(sock);
-  sock.setTimeout(idle, () => sock.destroy());
-  sock.on('close', () => conns.delete(sock));
-  sock.on('error', () => sock.destroy());
+  sock.setTimeout(limits.idle, () => sock.destroy());
   const family = sock.remoteFamily === 'IPv6' ? '2' : '1';
-  let buf: Buffer = Buffer.alloc(0);
-  // Replies go out in query order even when a later stage answers asynchronously.
+
+  // Unconsumed input: chunks[0] from offset `head` on, then the rest; `buffered` bytes in all.
+  const chunks: Buffer[] = [];
+  let head = 0;
+  let buffered = 0;
+  /** When the first byte of the incomplete message at the front arrived (0: none pending). */
+  let frameStart = 0;
+  let readTimer: NodeJS.Timeout | undefined;
+  /** Replies go out in query order even when a later stage answers asynchronously. */
   let chain: Promise<void> = Promise.resolve();
-  let pending = 0;
-  sock.on('data', (chunk: Buffer) => {
-    buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-    while (buf.length >= 2) {
-      const len = buf.readUInt16BE(0);
+  let asyncPending = 0;
+  let writeBlocked = false;
+
+  const byteAt = (i: number): number => {
+    let k = 0;
+    let off = head + i;
+    while (off >= chunks[k]!.length) off -= chunks[k++]!.length;
+    return chunks[k]![off]!;
+  };
+  const take = (n: number): Buffer => {
+    const first = chunks[0]!;
+    let out: Buffer;
+    if (first.length - head >= n) {
+      out = first.subarray(head, head + n);
+      head += n;
+    } else {
+      out = Buffer.allocUnsafe(n);
+      let filled = 0;
+      while (filled < n) {
+        const c = chunks[0]!;
+        const m = Math.min(n - filled, c.length - head);
+        c.copy(out, filled, head, head + m);
+        filled += m;
+        head += m;
+        if (head === c.length) {
+          chunks.shift();
+          head = 0;
+        }
+      }
+    }
+    if (chunks.length > 0 && head === chunks[0]!.length) {
+      chunks.shift();
+      head = 0;
+    }
+    buffered -= n;
+    return out;
+  };
+
+  const clearReadTimer = (): void => {
+    if (readTimer !== undefined) clearTimeout(readTimer);
+    readTimer = undefined;
+  };
+  const armReadTimer = (): void => {
+    if (readTimer !== undefined) return;
+    const left = frameStart + limits.readTimeout - performance.now();
+    readTimer = setTimeout(() => {
+      readTimer = undefined;
+      if (frameStart === 0 || sock.destroyed) return;
+      if (performance.now() - frameStart >= limits.readTimeout - 1) sock.destroy();
+      else armReadTimer();
+    }, Math.max(1, left));
+    readTimer.unref();
+  };
+
+  const write = (b: Buffer | undefined): void => {
+    if (b === undefined || sock.destroyed) return;
+    const frame = Buffer.allocUnsafe(2 + b.length);
+    frame.writeUInt16BE(b.length, 0);
+    b.copy(frame, 2);
+    sock.write(frame);
+    if (!writeBlocked && sock.writableLength > limits.maxPendingWrite) {
+      // The client does not read its answers: stop handling its queries until it does.
+      writeBlocked = true;
+      sock.once('drain', () => {
+        writeBlocked = false;
+        pump();
+      });
+    }
+  };
+
+  /** Handle every complete message we may handle now; then set flow control and the read deadline. */
+  const pump = (): void => {
+    while (!sock.destroyed && !writeBlocked && asyncPending <= MAX_PENDING_QUERIES && buffered >= 2) {
+      const len = (byteAt(0) << 8) | byteAt(1);
       if (len < 12) {
         // A message shorter than a header is never valid (RFC 1035 §4.1.1).
         sock.destroy();
         return;
       }
-      if (buf.length < 2 + len) break;
-      const msg = buf.subarray(2, 2 + len);
-      buf = buf.subarray(2 + len);
+      if (buffered < 2 + len) break;
+      const msg = take(2 + len).subarray(2);
+      // The next message, if any bytes of it are here, started arriving no earlier than now.
+      frameStart = 0;
       let out: Buffer | undefined | Promise<Buffer | undefined>;
       try {
         out = handler.handle(msg, 'tcp', family, sock.remoteAddress);
@@ -160,31 +276,49 @@ function serveTcp(
         onError(err, 'tcp-handle');
         out = undefined;
       }
-      pending++;
-      if (pending > 64) sock.pause();
-      const write = (b: Buffer | undefined): void => {
-        pending--;
-        if (pending <= 64 && sock.isPaused()) sock.resume();
-        if (b === undefined || sock.destroyed) return;
-        const frame = Buffer.allocUnsafe(2 + b.length);
-        frame.writeUInt16BE(b.length, 0);
-        b.copy(frame, 2);
-        sock.write(frame);
-        if (sock.writableLength > MAX_PENDING_WRITE) {
-          // The client does not read its answers: stop reading its queries.
-          sock.pause();
-          sock.once('drain', () => sock.resume());
-        }
-      };
       if (out instanceof Promise) {
         const p = out;
-        chain = chain.then(() => p.then(write, () => write(undefined)));
-      } else if (pending === 1) {
+        asyncPending++;
+        chain = chain.then(() =>
+          p.then(write, () => undefined).finally(() => {
+            asyncPending--;
+            if (asyncPending === MAX_PENDING_QUERIES) pump();
+          }),
+        );
+      } else if (asyncPending === 0) {
         write(out);
       } else {
         const b = out;
         chain = chain.then(() => write(b));
       }
     }
+    if (sock.destroyed) return;
+    const stalled = writeBlocked || asyncPending > MAX_PENDING_QUERIES;
+    if (stalled) {
+      sock.pause();
+    } else if (sock.isPaused()) {
+      sock.resume();
+    }
+    if (buffered > 0 && !stalled) {
+      // An incomplete message: its deadline runs from its first byte.
+      if (frameStart === 0) frameStart = performance.now();
+      armReadTimer();
+    } else {
+      frameStart = 0;
+      clearReadTimer();
+    }
+  };
+
+  sock.on('data', (chunk: Buffer) => {
+    if (chunk.length === 0) return;
+    chunks.push(chunk);
+    buffered += chunk.length;
+    pump();
   });
+  sock.on('close', () => {
+    conns.delete(sock);
+    clearReadTimer();
+    chunks.length = 0;
+  });
+  sock.on('error', () => sock.destroy());
 }
