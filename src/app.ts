@@ -22,9 +22,22 @@ import type { ClusterZone } from './zone/zone.js';
 export type { HostPort };
 export { zoneOptions } from './node.js';
 
+/** The Kubernetes API as the source (instead of zones/). */
+export interface KubeOptions {
+  readonly kubeconfig: string | undefined;
+  readonly context: string | undefined;
+  readonly inCluster: boolean;
+  /** The cluster domain served from the API. */
+  readonly domain: string;
+}
+
 export interface ServeOptions {
   readonly config: Config;
   readonly zonesDir: string;
+  /** Embedded registry state (allocations); default `.clusterdns/` next to zonesDir. */
+  readonly stateDir?: string;
+  /** Watch the API instead of reading zonesDir. */
+  readonly kube?: KubeOptions | undefined;
   readonly dns: readonly HostPort[];
   readonly http: HostPort | undefined;
   readonly upstreams: readonly HostPort[];
@@ -49,6 +62,7 @@ export interface Server {
 }
 
 function createSources(opts: ServeOptions, log: Logger): Sources {
+  if (opts.kube !== undefined) throw new Error('the Kubernetes API source is not wired in yet (issue #3); use --zones');
   return fileSources({ zonesDir: opts.zonesDir }, log);
 }
 

@@ -10,6 +10,8 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { ipToBytes } from './dns/ip.js';
 import type { PodsMode } from './zone/build.js';
+import { validateServiceCidrs } from './ipam/allocator.js';
+import { ServiceCidrConfigError } from './ipam/errors.js';
 
 export class ConfigError extends Error {
   readonly code = 'ECONFIG';
@@ -32,6 +34,16 @@ export interface Config {
   readonly lameduck: number;
   /** Log every query (CoreDNS `log` plugin). */
   readonly queryLog: boolean;
+  /** Service CIDRs of the embedded registry (kube-apiserver --service-cluster-ip-range), primary first. */
+  readonly serviceCIDRs: readonly string[];
+  /** NodePort range of the embedded registry (kube-apiserver --service-node-port-range). */
+  readonly nodePortRange: string;
+  /** Label selector on Services and EndpointSlices (CoreDNS `labels`). */
+  readonly labels: string | undefined;
+  /** Label selector on Namespaces; others count as nonexistent (CoreDNS `namespace_labels`). */
+  readonly namespaceLabels: string | undefined;
+  /** Seconds to wait for the first sync before answering anyway (CoreDNS `startup_timeout`). */
+  readonly startupTimeout: number;
 }
 
 export const DEFAULT_CONFIG: Config = Object.freeze({
@@ -46,6 +58,11 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   reverseZonesSource: [],
   lameduck: 5,
   queryLog: false,
+  serviceCIDRs: ['10.96.0.0/12'],
+  nodePortRange: '30000-32767',
+  labels: undefined,
+  namespaceLabels: undefined,
+  startupTimeout: 5,
 });
 
 type Checker = (v: unknown, where: string) => unknown;
@@ -82,6 +99,31 @@ const KEYS: Record<string, Checker> = {
     return v;
   },
   queryLog: bool,
+  serviceCIDRs: (v, where) => {
+    const list = typeof v === 'string' ? v.split(',').map((x) => x.trim()) : v;
+    if (!Array.isArray(list) || list.length === 0 || list.some((x) => typeof x !== 'string')) {
+      throw new ConfigError(`${where}: must be a list of one or two CIDRs (one per IP family, primary first), got ${show(v)}`);
+    }
+    try {
+      validateServiceCidrs(list as string[]);
+    } catch (err) {
+      const detail = err instanceof ServiceCidrConfigError ? err.errors.join('; ') : (err as Error).message;
+      throw new ConfigError(`${where}: ${detail}`);
+    }
+    return Object.freeze([...(list as string[])]);
+  },
+  nodePortRange: (v, where) => {
+    if (typeof v !== 'string' || !/^\d+-\d+$/.test(v)) throw new ConfigError(`${where}: must be "LOW-HIGH" (e.g. "30000-32767"), got ${show(v)}`);
+    const [lo, hi] = v.split('-').map(Number) as [number, number];
+    if (lo < 1 || hi > 65535 || lo > hi) throw new ConfigError(`${where}: ports must satisfy 1 <= LOW <= HIGH <= 65535, got ${show(v)}`);
+    return v;
+  },
+  labels: selector,
+  namespaceLabels: selector,
+  startupTimeout: (v, where) => {
+    if (typeof v !== 'number' || !(v >= 0 && v <= 600)) throw new ConfigError(`${where}: must be a number of seconds from 0 to 600, got ${show(v)}`);
+    return v;
+  },
   reverseZones: (v, where) => {
     if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) {
       throw new ConfigError(`${where}: must be a list of CIDRs (10.96.0.0/12, fd00::/64) or reverse zone names, got ${show(v)}`);
@@ -89,6 +131,32 @@ const KEYS: Record<string, Checker> = {
     return Object.freeze([...(v as string[])]);
   },
 };
+
+/** A Kubernetes label selector string (`app=web,tier!=db`, `env in (a,b)`, `!key`). */
+function selector(v: unknown, where: string): string {
+  const term = /^\s*(!?[A-Za-z0-9./_-]+|[A-Za-z0-9./_-]+\s*(==?|!=)\s*[A-Za-z0-9._-]*|[A-Za-z0-9./_-]+\s+(in|notin)\s+\([A-Za-z0-9._,\s-]*\))\s*$/;
+  if (typeof v !== 'string' || v.trim() === '' || !splitSelector(v).every((t) => term.test(t))) {
+    throw new ConfigError(`${where}: must be a label selector like "app=web,tier!=db" or "env in (a,b)", got ${show(v)}`);
+  }
+  return v;
+}
+
+/** Split a selector on top-level commas (not those inside `in (...)`). */
+function splitSelector(s: string): string[] {
+  const out: string[] = [];
+  let depth = 0;
+  let cur = '';
+  for (const c of s) {
+    if (c === '(') depth++;
+    if (c === ')') depth--;
+    if (c === ',' && depth === 0) {
+      out.push(cur);
+      cur = '';
+    } else cur += c;
+  }
+  out.push(cur);
+  return out;
+}
 
 function show(v: unknown): string {
   return v === undefined ? 'nothing' : JSON.stringify(v);

@@ -5,7 +5,7 @@
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { isIPv6 } from 'node:net';
-import { resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import cluster from 'node:cluster';
 import { runWorker, startServer, type HostPort } from './app.js';
 import { ConfigError, DEFAULT_CONFIG, loadConfigFile, type Config } from './config.js';
@@ -14,6 +14,7 @@ import { ListenError } from './server/listen.js';
 
 const USAGE = `usage: clusterdns serve [--config FILE] [--zones DIR] [--dns HOST:PORT]... [--http HOST:PORT]
                        [--upstream HOST:PORT]... [--no-upstream] [--workers N] [--log-level LEVEL]
+                       [--kubeconfig FILE [--context NAME] | --in-cluster] [--domain NAME] [--state DIR]
 
   --config FILE        YAML configuration (see README "Configuration")
   --zones DIR          embedded cluster: DIR/<cluster-domain>/ holds manifests (default ./zones)
@@ -22,6 +23,12 @@ const USAGE = `usage: clusterdns serve [--config FILE] [--zones DIR] [--dns HOST
   --upstream HOST:PORT upstream resolver for other names; repeatable
   --no-upstream        answer REFUSED for names outside the cluster zones
   --workers N          DNS worker processes sharing the sockets (default 1: this process)
+  --kubeconfig FILE    watch the cluster through the Kubernetes API with this kubeconfig
+  --context NAME       kubeconfig context (default: its current context)
+  --in-cluster         use the pod's service account (automatic when neither --zones nor
+                       --kubeconfig is given and KUBERNETES_SERVICE_HOST is set)
+  --domain NAME        cluster domain served from the API (default cluster.local)
+  --state DIR          embedded registry state (default: .clusterdns/ next to the zones folder)
   --log-level LEVEL    fatal, error, warn, info (default), debug, trace, silent`;
 
 class UsageError extends Error {}
@@ -42,12 +49,17 @@ async function serve(argv: string[]): Promise<void> {
     args: argv,
     options: {
       config: { type: 'string' },
-      zones: { type: 'string', default: './zones' },
+      zones: { type: 'string' },
       dns: { type: 'string', multiple: true },
       http: { type: 'string', default: '127.0.0.1:8080' },
       upstream: { type: 'string', multiple: true },
       'no-upstream': { type: 'boolean', default: false },
       workers: { type: 'string', default: '1' },
+      kubeconfig: { type: 'string' },
+      context: { type: 'string' },
+      'in-cluster': { type: 'boolean', default: false },
+      domain: { type: 'string', default: 'cluster.local' },
+      state: { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -66,12 +78,24 @@ async function serve(argv: string[]): Promise<void> {
   const dns = (values.dns ?? ['127.0.0.1:1053']).map((s) => parseHostPort(s, '--dns'));
   const http = parseHostPort(values.http!, '--http');
   const upstreams = (values.upstream ?? []).map((s) => parseHostPort(s, '--upstream', 53));
+  // Source: zones/ unless the API is asked for (or we run in a pod and zones/ was not).
+  const inClusterEnv = process.env.KUBERNETES_SERVICE_HOST !== undefined && process.env.KUBERNETES_SERVICE_HOST !== '';
+  const useKube = values.kubeconfig !== undefined || values['in-cluster'] === true || (values.zones === undefined && inClusterEnv);
+  if (useKube && values.zones !== undefined) throw new UsageError('--zones and --kubeconfig/--in-cluster are two different sources; give one');
+  if (values.context !== undefined && values.kubeconfig === undefined) throw new UsageError('--context needs --kubeconfig');
+  const domain = values.domain!.toLowerCase().replace(/\.$/, '');
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(domain)) throw new UsageError(`--domain ${values.domain}: not a valid domain name`);
+  const zonesDir = resolve(values.zones ?? './zones');
+  const stateDir = resolve(values.state ?? join(dirname(zonesDir), '.clusterdns'));
+  const kube = useKube
+    ? { kubeconfig: values.kubeconfig, context: values.context, inCluster: values.kubeconfig === undefined, domain }
+    : undefined;
   const workers = Number(values.workers);
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new UsageError(`--workers ${values.workers}: must be a whole number from 1 to 64`);
   process.env.CLUSTERDNS_LOG_LEVEL = level;
   const log = createLogger(level);
   const server = await startServer(
-    { config, zonesDir: resolve(values.zones!), dns, http, upstreams, noUpstream: values['no-upstream']!, workers },
+    { config, zonesDir, stateDir, kube, dns, http, upstreams, noUpstream: values['no-upstream']!, workers },
     log,
   );
   const zones = server.zoneNames();
