@@ -22,7 +22,11 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY bin ./bin
 COPY zones ./zones
-USER node
+# The embedded registry keeps its state next to zones/ (--state); in a pod the API
+# source is used and nothing is written.
+RUN mkdir -p /app/.clusterdns && chown 1000:1000 /app/.clusterdns
+# Numeric, so runAsNonRoot can verify it (the image's `node` user).
+USER 1000:1000
 EXPOSE 53/udp 53/tcp 8080/tcp
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
