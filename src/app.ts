@@ -104,6 +104,7 @@ export async function startServer(opts: ServeOptions, log: Logger): Promise<Serv
   let http: OpsServer | undefined;
   try {
     await node.listen(opts.dns);
+    await node.forward({ upstreams: opts.upstreams, noUpstream: opts.noUpstream, dns: node.listeners.map((l) => ({ host: l.host, port: l.udpPort })) });
     if (opts.http !== undefined) {
       http = await serveHttp(opts.http.host, opts.http.port, {
         healthy: () => healthy,
@@ -156,7 +157,7 @@ async function lameDuck(config: Config, log: Logger): Promise<void> {
 /** Messages between the primary and its workers (besides replica messages). */
 type ControlMessage =
   | { readonly t: 'hello' }
-  | { readonly t: 'init'; readonly config: Config; readonly dns: readonly HostPort[] }
+  | { readonly t: 'init'; readonly config: Config; readonly dns: readonly HostPort[]; readonly upstreams: readonly HostPort[]; readonly noUpstream: boolean }
   | { readonly t: 'config'; readonly config: Config }
   | { readonly t: 'listening'; readonly addresses: { host: string; port: number }[] }
   | { readonly t: 'failed'; readonly error: string };
@@ -192,7 +193,7 @@ async function startPrimary(opts: ServeOptions, log: Logger): Promise<Server> {
       w.on('message', (m: ControlMessage) => {
         if (m.t === 'hello') {
           // The worker's module graph is loaded and listening for messages.
-          w.send({ t: 'init', config, dns: opts.dns } satisfies ControlMessage);
+          w.send({ t: 'init', config, dns: opts.dns, upstreams: opts.upstreams, noUpstream: opts.noUpstream } satisfies ControlMessage);
         } else if (m.t === 'listening') {
           addresses = m.addresses;
           ready.add(w);
@@ -298,8 +299,15 @@ export function runWorker(log: Logger): void {
         AggregatorRegistry.setRegistries([metrics.registry]);
         node = new DnsNode(m.config, m.dns, log, metrics);
         node.attach(replica);
-        node.listen(m.dns, true).then(
-          () => send({ t: 'listening', addresses: node!.listeners.map((l) => ({ host: l.host, port: l.udpPort })) }),
+        const n = node;
+        n.listen(m.dns, true)
+          .then(async () => {
+            const addresses = n.listeners.map((l) => ({ host: l.host, port: l.udpPort }));
+            await n.forward({ upstreams: m.upstreams, noUpstream: m.noUpstream, dns: addresses });
+            send({ t: 'listening', addresses });
+          })
+          .then(
+          () => {},
           (err: unknown) => {
             send({ t: 'failed', error: (err as Error).message });
             setTimeout(() => process.exit(2), 50);

@@ -44,6 +44,25 @@ export interface Config {
   readonly namespaceLabels: string | undefined;
   /** Seconds to wait for the first sync before answering anyway (CoreDNS `startup_timeout`). */
   readonly startupTimeout: number;
+  /** Upstream resolvers (`HOST[:PORT]`); empty: `--upstream`, else /etc/resolv.conf. */
+  readonly upstream: readonly string[];
+  /** kube-dns style stub domains: domain → its servers. */
+  readonly stubDomains: Readonly<Record<string, readonly string[]>>;
+  /** Most forwarded queries in flight; more get REFUSED (CoreDNS forward max_concurrent). */
+  readonly maxConcurrent: number;
+  /** Forwarding timeout in seconds per query (SERVFAIL after it). */
+  readonly forwardTimeout: number;
+  /** Cache of forwarded answers (CoreDNS `cache`). */
+  readonly cache: CacheConfig;
+}
+
+export interface CacheConfig {
+  readonly maxTTL: number;
+  readonly maxNegativeTTL: number;
+  readonly maxEntries: number;
+  readonly maxBytes: number;
+  readonly serveStale: number;
+  readonly prefetch: boolean;
 }
 
 export const DEFAULT_CONFIG: Config = Object.freeze({
@@ -63,6 +82,11 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   labels: undefined,
   namespaceLabels: undefined,
   startupTimeout: 5,
+  upstream: [],
+  stubDomains: {},
+  maxConcurrent: 1000,
+  forwardTimeout: 2,
+  cache: { maxTTL: 30, maxNegativeTTL: 5, maxEntries: 10000, maxBytes: 32 * 1024 * 1024, serveStale: 3600, prefetch: false },
 });
 
 type Checker = (v: unknown, where: string) => unknown;
@@ -124,6 +148,52 @@ const KEYS: Record<string, Checker> = {
     if (typeof v !== 'number' || !(v >= 0 && v <= 600)) throw new ConfigError(`${where}: must be a number of seconds from 0 to 600, got ${show(v)}`);
     return v;
   },
+  upstream: (v, where) => {
+    const list = typeof v === 'string' ? [v] : v;
+    if (!Array.isArray(list) || list.some((x) => typeof x !== 'string' || !hostPort(x))) {
+      throw new ConfigError(`${where}: must be a list of HOST[:PORT] (IPv6 as [ADDR]:PORT), got ${show(v)}`);
+    }
+    return Object.freeze([...(list as string[])]);
+  },
+  stubDomains: (v, where) => {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+      throw new ConfigError(`${where}: must be a mapping of domain to a list of HOST[:PORT], e.g. {"acme.internal": ["10.0.0.53"]}, got ${show(v)}`);
+    }
+    const out: Record<string, readonly string[]> = {};
+    for (const [d, servers] of Object.entries(v as Record<string, unknown>)) {
+      const dom = d.toLowerCase().replace(/\.$/, '');
+      if (!/^[a-z0-9_]([-a-z0-9_]*[a-z0-9_])?(\.[a-z0-9_]([-a-z0-9_]*[a-z0-9_])?)*$/.test(dom)) throw new ConfigError(`${where}: "${d}" is not a domain name`);
+      if (!Array.isArray(servers) || servers.length === 0 || servers.some((x) => typeof x !== 'string' || !hostPort(x))) {
+        throw new ConfigError(`${where}: ${d}: must be a non-empty list of HOST[:PORT], got ${show(servers)}`);
+      }
+      out[dom] = Object.freeze([...(servers as string[])]);
+    }
+    return Object.freeze(out);
+  },
+  maxConcurrent: (v, where) => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 1_000_000) throw new ConfigError(`${where}: must be a whole number from 1 to 1000000, got ${show(v)}`);
+    return v;
+  },
+  forwardTimeout: (v, where) => {
+    if (typeof v !== 'number' || !(v >= 0.1 && v <= 30)) throw new ConfigError(`${where}: must be a number of seconds from 0.1 to 30, got ${show(v)}`);
+    return v;
+  },
+  cache: (v, where) => {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${where}: must be a mapping with keys ${Object.keys(DEFAULT_CONFIG.cache).join(', ')}`);
+    const out: Record<string, unknown> = { ...DEFAULT_CONFIG.cache };
+    const limits: Record<string, [number, number]> = { maxTTL: [0, 86400], maxNegativeTTL: [0, 86400], maxEntries: [0, 10_000_000], maxBytes: [0, 2 ** 34], serveStale: [0, 7 * 86400] };
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+      if (k === 'prefetch') {
+        out[k] = bool(x, `${where}.prefetch`);
+        continue;
+      }
+      const lim = limits[k];
+      if (lim === undefined) throw new ConfigError(`${where}: unknown key "${k}"; allowed keys: ${Object.keys(DEFAULT_CONFIG.cache).join(', ')}`);
+      if (typeof x !== 'number' || !Number.isInteger(x) || x < lim[0] || x > lim[1]) throw new ConfigError(`${where}.${k}: must be a whole number from ${lim[0]} to ${lim[1]}, got ${show(x)}`);
+      out[k] = x;
+    }
+    return Object.freeze(out);
+  },
   reverseZones: (v, where) => {
     if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) {
       throw new ConfigError(`${where}: must be a list of CIDRs (10.96.0.0/12, fd00::/64) or reverse zone names, got ${show(v)}`);
@@ -156,6 +226,13 @@ function splitSelector(s: string): string[] {
   }
   out.push(cur);
   return out;
+}
+
+/** `HOST`, `HOST:PORT` or `[IPv6]:PORT` with an IP address host. */
+function hostPort(s: string): boolean {
+  const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(s) ?? /^([^:]+):(\d{1,5})$/.exec(s);
+  if (m !== null) return (isIPv4(m[1]!) || isIPv6(m[1]!)) && Number(m[2]) <= 65535;
+  return isIPv4(s) || isIPv6(s);
 }
 
 function show(v: unknown): string {

@@ -14,6 +14,8 @@ import { listen, type Listener } from './server/listen.js';
 import type { ZoneOptions } from './zone/build.js';
 import { Resolver } from './zone/resolver.js';
 import { ClusterZone } from './zone/zone.js';
+import { createForwarder, forwardDurationHistogram, registerForwarderMetrics, type ForwardingFlags } from './forwarding.js';
+import type { Forwarder } from './upstream/index.js';
 
 export interface HostPort {
   readonly host: string;
@@ -57,6 +59,9 @@ export class DnsNode {
   #config: Config;
   #provider: StoreProvider | undefined;
   #unsubscribe: (() => void) | undefined;
+  #forwarder: Forwarder | undefined;
+  #flags: ForwardingFlags | undefined;
+  readonly #fwdDuration = forwardDurationHistogram();
 
   constructor(config: Config, dns: readonly HostPort[], log: Logger, metrics: Metrics) {
     this.#config = config;
@@ -79,6 +84,7 @@ export class DnsNode {
         'max',
       ),
     );
+    registerForwarderMetrics(metrics, () => this.#forwarder, this.#fwdDuration);
     metrics.register(
       gauge('clusterdns_tcp_connections', 'Open DNS-over-TCP connections.', () => [{ labels: {}, value: this.listeners.reduce((n, l) => n + l.tcpConnections(), 0) }]),
     );
@@ -135,12 +141,34 @@ export class DnsNode {
     this.handler.invalidate();
   }
 
+  get forwarder(): Forwarder | undefined {
+    return this.#forwarder;
+  }
+
+  /** Forward names outside our zones per the configuration and flags (call after listen). */
+  async forward(flags: ForwardingFlags): Promise<void> {
+    this.#flags = flags;
+    const old = this.#forwarder;
+    const fwd = createForwarder(this.#config, flags, this.#log, this.#fwdDuration);
+    this.#forwarder = fwd;
+    if (fwd === undefined) this.handler.setNext(undefined);
+    else this.handler.setNext((q, req, tr) => fwd.forward(q, req, tr), (n, t) => fwd.lookup(n, t));
+    this.handler.invalidate();
+    fwd?.start();
+    await old?.close();
+  }
+
   setConfig(config: Config): void {
     const zo = zoneOptions(config);
     for (const z of this.#zones.values()) z.setOptions(zo);
     this.resolver.setReverseZones(config.reverseZones.map((name) => ({ name })));
+    const fwdChanged = JSON.stringify([config.upstream, config.stubDomains, config.maxConcurrent, config.forwardTimeout, config.cache]) !==
+      JSON.stringify([this.#config.upstream, this.#config.stubDomains, this.#config.maxConcurrent, this.#config.forwardTimeout, this.#config.cache]);
     this.#config = config;
     this.handler.invalidate();
+    if (fwdChanged && this.#flags !== undefined) {
+      this.forward(this.#flags).catch((err: unknown) => this.#log.error({ err }, 'forwarder reload failed'));
+    }
   }
 
   /**
@@ -163,6 +191,8 @@ export class DnsNode {
   async close(): Promise<void> {
     const ls = this.listeners.splice(0);
     await Promise.all(ls.map((l) => l.close()));
+    await this.#forwarder?.close();
+    this.#forwarder = undefined;
     this.#unsubscribe?.();
     for (const z of this.#zones.values()) z.close();
     this.#zones.clear();

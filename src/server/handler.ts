@@ -13,6 +13,7 @@ import { Class, Flag, Rcode, Type, UDP_MIN_SIZE } from '../dns/constants.js';
 import { parseQuery, type Query } from '../dns/query.js';
 import { writeHeaderOnly, writeResponse, type Answer } from '../dns/writer.js';
 import type { Resolver } from '../zone/resolver.js';
+import type { RR } from '../dns/rr.js';
 
 export type Transport = 'udp' | 'tcp';
 
@@ -39,12 +40,17 @@ export interface QueryEvent {
   readonly client: string | undefined;
 }
 
+/** Upstream resolution of an ExternalName target outside our zones (Forwarder.lookup). */
+export type ChaseStage = (name: string, qtype: number) => Promise<{ readonly answer: readonly RR[]; readonly tc: boolean }>;
+
 /** A later stage for names we are not authoritative for (upstream forwarding). */
 export type NextStage = (query: Query, req: Uint8Array, transport: Transport) => Promise<Answer | Buffer | undefined>;
 
 export interface HandlerOptions {
   readonly resolver: Resolver;
   readonly next?: NextStage | undefined;
+  /** Chase out-of-zone ExternalName targets for A/AAAA (spec §2.5; CoreDNS copies TC). */
+  readonly chase?: ChaseStage | undefined;
   readonly onQuery?: ((e: QueryEvent) => void) | undefined;
   readonly onError?: ((err: unknown, where: string) => void) | undefined;
   /** Answer-cache entries (wire answers of cluster names). */
@@ -80,6 +86,7 @@ export class DnsHandler {
   readonly #onQuery: ((e: QueryEvent) => void) | undefined;
   readonly #onError: ((err: unknown, where: string) => void) | undefined;
   #next: NextStage | undefined;
+  #chase: ChaseStage | undefined;
   /**
    * Encoded answers of cluster names with the question lowercase and id 0, per
    * (qtype, EDNS?, RA?) and lowercase name. A hit is a copy plus id, flags and
@@ -95,6 +102,7 @@ export class DnsHandler {
     this.#onQuery = opts.onQuery;
     this.#onError = opts.onError;
     this.#next = opts.next;
+    this.#chase = opts.chase;
     this.#cacheMax = opts.cacheEntries ?? 50_000;
   }
 
@@ -104,8 +112,9 @@ export class DnsHandler {
     this.#cacheSize = 0;
   }
 
-  setNext(next: NextStage | undefined): void {
+  setNext(next: NextStage | undefined, chase?: ChaseStage): void {
     this.#next = next;
+    this.#chase = chase;
   }
 
   /**
@@ -149,6 +158,8 @@ export class DnsHandler {
     }
     const ans = this.#resolver.resolve(q.name, q.qtype);
     if (ans !== undefined) {
+      const target = this.#chase !== undefined ? chaseTarget(ans, q.qtype, this.#resolver) : undefined;
+      if (target !== undefined) return this.#chased(req, q, ctx, ans, target);
       const out = this.#reply(req, q, ctx, ans, 'cluster');
       // Cache only complete answers: a truncated one depends on this client's budget.
       if ((out[2]! & TC_BYTE) === 0 && ans.rcode !== SERVFAIL) this.#store(slot, q, out);
@@ -168,6 +179,22 @@ export class DnsHandler {
       (err: unknown) => {
         this.#onError?.(err, 'next');
         return this.#reply(req, q, ctx, error(SERVFAIL), 'forward');
+      },
+    );
+  }
+
+  /** CNAME from our zone + the target's records from upstream; not wire-cached (the forwarder caches with TTLs). */
+  #chased(req: Uint8Array, q: Query, ctx: Ctx, ans: Answer, target: string): Promise<Buffer> {
+    return this.#chase!(target, q.qtype).then(
+      (r) => {
+        const full = r.answer.length > 0 ? { ...ans, answer: [...ans.answer, ...r.answer] } : ans;
+        const out = this.#reply(req, q, ctx, full, 'cluster');
+        if (r.tc) out[2] = out[2]! | TC_BYTE;
+        return out;
+      },
+      (err: unknown) => {
+        this.#onError?.(err, 'chase');
+        return this.#reply(req, q, ctx, ans, 'cluster');
       },
     );
   }
@@ -195,6 +222,14 @@ export class DnsHandler {
     const z = zone ?? this.#resolver.zoneName(name) ?? '.';
     cb({ transport: ctx.transport, family: ctx.family, name, qtype, rcode, size, zone: z, source, cached, seconds: (performance.now() - ctx.t0) / 1000, client: ctx.client });
   }
+}
+
+/** The out-of-zone CNAME target an A/AAAA answer ends with, if any. */
+function chaseTarget(ans: Answer, qtype: number, resolver: Resolver): string | undefined {
+  if ((qtype !== Type.A && qtype !== Type.AAAA) || ans.rcode !== NOERROR) return undefined;
+  const last = ans.answer[ans.answer.length - 1];
+  if (last === undefined || last.type !== Type.CNAME) return undefined;
+  return resolver.owns(last.target) ? undefined : last.target;
 }
 
 /** The reply budget: 65535 over TCP; over UDP the client's EDNS size (≤ 4096) or 512. */

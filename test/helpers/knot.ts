@@ -1,0 +1,202 @@
+/**
+ * A real Knot DNS (`knotd`, Debian package `knot`) as the upstream of forwarding tests:
+ * started in the foreground on 127.0.0.1 and a free port, with its config, zone file,
+ * rundir, storage and control socket in a temp dir, and stopped in teardown.
+ *
+ * When knotd is missing: under CI=true the test fails with the install hint, elsewhere
+ * it is skipped with it (as `requireTool` in cli.ts). `CLUSTERDNS_KNOTD` names the
+ * binary explicitly (a path that does not exist counts as missing).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Test } from 'tap';
+import { makeQuery, udpExchange } from './dns.js';
+
+export const KNOT_ZONE = 'example.test';
+/** SOA MINIMUM of the test zone: negative answers may be cached this long (RFC 2308), before our cap. */
+export const KNOT_SOA_MINIMUM = 60;
+/** TTL of the zone's ordinary records. */
+export const KNOT_TTL = 300;
+
+const range = (n: number, f: (i: number) => string): string => Array.from({ length: n }, (_, i) => f(i + 1)).join('\n');
+
+/**
+ * The test zone. `mid` (40 A, ~680 B) fits Knot's 1232-byte UDP replies but not a 512-byte
+ * client; `big` (100 A, ~1.6 KB) makes Knot truncate over UDP, so the forwarder needs TCP.
+ */
+export const KNOT_ZONE_TEXT = `$ORIGIN ${KNOT_ZONE}.
+$TTL ${KNOT_TTL}
+@        3600 IN SOA ns.${KNOT_ZONE}. hostmaster.${KNOT_ZONE}. 1 7200 1800 86400 ${KNOT_SOA_MINIMUM}
+@             IN NS   ns
+ns            IN A    127.0.0.1
+www           IN A    192.0.2.1
+www           IN AAAA 2001:db8::1
+alias         IN CNAME www
+chain         IN CNAME alias
+txtonly       IN TXT  "only text here"
+short      5  IN A    192.0.2.5
+*.wild        IN A    192.0.2.50
+${range(40, (i) => `mid IN A 10.2.0.${i}`)}
+${range(100, (i) => `big IN A 10.1.0.${i}`)}
+`;
+
+export interface Knot {
+  readonly host: string;
+  readonly port: number;
+  readonly dir: string;
+  /** knotd's log so far (stderr). */
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Path of knotd: `$CLUSTERDNS_KNOTD` when set (a path that does not exist counts as
+ * missing), else PATH, else /usr/sbin (not on every user's PATH).
+ */
+export function knotdPath(): string | undefined {
+  const forced = process.env.CLUSTERDNS_KNOTD;
+  if (forced !== undefined && forced !== '') return existsSync(forced) ? forced : undefined;
+  const found = spawnSync('sh', ['-c', 'command -v knotd'], { encoding: 'utf8' });
+  if (found.status === 0 && found.stdout.trim() !== '') return found.stdout.trim();
+  for (const p of ['/usr/sbin/knotd', '/usr/local/sbin/knotd']) if (existsSync(p)) return p;
+  return undefined;
+}
+
+/**
+ * Start knotd serving `zones` (default: the test zone). Resolves undefined when knotd is
+ * missing (the test was skipped or failed with the hint); callers then return.
+ */
+export async function startKnot(t: Test, zones: Record<string, string> = { [KNOT_ZONE]: KNOT_ZONE_TEXT }): Promise<Knot | undefined> {
+  const bin = knotdPath();
+  if (bin === undefined) {
+    knotMissing(t);
+    return undefined;
+  }
+  let lastErr: unknown;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      return await startOnce(t, bin, zones);
+    } catch (err) {
+      lastErr = err; // most likely the port was taken between probe and bind: try another
+    }
+  }
+  throw lastErr;
+}
+
+async function startOnce(t: Test, bin: string, zones: Record<string, string>): Promise<Knot> {
+  const dir = mkdtempSync(join(tmpdir(), 'clusterdns-knot-'));
+  const port = await freePort();
+  for (const d of ['run', 'storage', 'zones']) mkdirSync(join(dir, d));
+  for (const [name, text] of Object.entries(zones)) writeFileSync(join(dir, 'zones', `${name}.zone`), text);
+  const conf = `server:
+    rundir: "${dir}/run"
+    listen: 127.0.0.1@${port}
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+control:
+    listen: "${dir}/run/knot.sock"
+log:
+  - target: stderr
+    any: info
+database:
+    storage: "${dir}/storage"
+template:
+  - id: default
+    storage: "${dir}/zones"
+    file: "%s.zone"
+    journal-content: none
+    zonefile-sync: -1
+zone:
+${Object.keys(zones)
+  .map((z) => `  - domain: ${z}`)
+  .join('\n')}
+`;
+  writeFileSync(join(dir, 'knot.conf'), conf);
+  const proc: ChildProcess = spawn(bin, ['-c', join(dir, 'knot.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGTERM');
+      const killer = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(killer);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  // Ready when it answers the SOA of every zone.
+  const deadline = Date.now() + 10_000;
+  for (const zone of Object.keys(zones)) {
+    for (;;) {
+      if (proc.exitCode !== null || proc.signalCode !== null) {
+        await stop();
+        throw new Error(`knotd exited: ${log}`);
+      }
+      if (Date.now() > deadline) {
+        await stop();
+        throw new Error(`knotd not answering within 10 s: ${log}`);
+      }
+      const ok = await udpExchange(port, makeQuery(zone, 'SOA'), '127.0.0.1', 200).then(
+        (b) => (b[3]! & 0xf) === 0,
+        () => false,
+      );
+      if (ok) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  t.teardown(stop);
+  return { host: '127.0.0.1', port, dir, log: () => log, stop };
+}
+
+/** As `requireTool` (cli.ts) for a knotd that may be outside PATH: fail under CI=true, else skip. */
+function knotMissing(t: Test): void {
+  const msg = 'knotd is missing: install knot (`apt-get install knot`; .ci/run does this)';
+  if (process.env.CI === 'true') t.fail(msg);
+  else t.skip(msg, () => {});
+}
+
+/**
+ * One Knot for a whole test file, started on first use and stopped with `root`. Each
+ * subtest calls the returned function: when knotd is missing, that subtest is skipped
+ * (or, under CI=true, fails) with the install hint, and gets undefined.
+ */
+export function sharedKnot(root: Test): (sub: Test) => Promise<Knot | undefined> {
+  let started: Promise<Knot | undefined> | undefined;
+  return async (sub) => {
+    if (knotdPath() === undefined) {
+      knotMissing(sub);
+      return undefined;
+    }
+    started ??= startKnot(root);
+    return started;
+  };
+}
+
+/** A port free on 127.0.0.1 for both TCP and UDP right now. */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const s = net.createServer();
+      s.once('error', reject);
+      s.listen(0, '127.0.0.1', () => {
+        const p = (s.address() as net.AddressInfo).port;
+        s.close(() => resolve(p));
+      });
+    });
+    const udpFree = await new Promise<boolean>((resolve) => {
+      const u = dgram.createSocket('udp4');
+      u.once('error', () => resolve(false));
+      u.bind(port, '127.0.0.1', () => u.close(() => resolve(true)));
+    });
+    if (udpFree) return port;
+  }
+}
