@@ -27,6 +27,8 @@ export interface WriteOptions {
   readonly maxSize: number;
   /** Set RA (we forward for the client). */
   readonly recursionAvailable: boolean;
+  /** Told whether every record made it into the message (nothing cut for the budget). */
+  readonly complete?: (complete: boolean) => void;
 }
 
 const MAX_MESSAGE = 65535;
@@ -200,6 +202,7 @@ export function writeResponse(req: Uint8Array, query: Query, ans: Answer, opts: 
   }
 
   let tc = false;
+  let cut = false;
   const counts = [0, 0, 0];
   const sections = [ans.answer, ans.authority, ans.additional];
   outer: for (let s = 0; s < 3; s++) {
@@ -212,6 +215,7 @@ export function writeResponse(req: Uint8Array, query: Query, ans: Answer, opts: 
         if (!(err instanceof Overflow)) throw err;
         w.rollback(at);
         if (s < 2) tc = true;
+        cut = true;
         break outer;
       }
       counts[s]!++;
@@ -240,6 +244,7 @@ export function writeResponse(req: Uint8Array, query: Query, ans: Answer, opts: 
   w.buf.writeUInt16BE(counts[0]!, 6);
   w.buf.writeUInt16BE(counts[1]!, 8);
   w.buf.writeUInt16BE(counts[2]!, 10);
+  opts.complete?.(!cut);
   return w.buf.subarray(0, w.pos);
 }
 

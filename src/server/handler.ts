@@ -96,6 +96,11 @@ export class DnsHandler {
   #cache = new Map<number, Map<string, Cached>>();
   #cacheSize = 0;
   readonly #cacheMax: number;
+  /** Set by the writer through #onComplete (no closure per query). */
+  #complete = true;
+  readonly #onComplete = (complete: boolean): void => {
+    this.#complete = complete;
+  };
 
   constructor(opts: HandlerOptions) {
     this.#resolver = opts.resolver;
@@ -160,9 +165,11 @@ export class DnsHandler {
     if (ans !== undefined) {
       const target = this.#chase !== undefined ? chaseTarget(ans, q.qtype, this.#resolver) : undefined;
       if (target !== undefined) return this.#chased(req, q, ctx, ans, target);
+      this.#complete = true;
       const out = this.#reply(req, q, ctx, ans, 'cluster');
-      // Cache only complete answers: a truncated one depends on this client's budget.
-      if ((out[2]! & TC_BYTE) === 0 && ans.rcode !== SERVFAIL) this.#store(slot, q, out);
+      // Cache only complete answers: one cut for this client's budget (TC, or
+      // additional records left out) must not reach a client with a larger budget.
+      if (this.#complete && ans.rcode !== SERVFAIL) this.#store(slot, q, out);
       return out;
     }
     const next = this.#next;
@@ -200,7 +207,7 @@ export class DnsHandler {
   }
 
   #reply(req: Uint8Array, q: Query, ctx: Ctx, ans: Answer, source: QueryEvent['source']): Buffer {
-    const out = writeResponse(req, q, ans, { maxSize: maxSize(q, ctx.transport), recursionAvailable: this.#next !== undefined });
+    const out = writeResponse(req, q, ans, { maxSize: maxSize(q, ctx.transport), recursionAvailable: this.#next !== undefined, complete: this.#onComplete });
     this.#emit(ctx, q.name, q.qtype, ans.rcode, out.length, source, false, source === 'error' ? '.' : undefined);
     return out;
   }
