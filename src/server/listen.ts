@@ -19,6 +19,8 @@ export interface ListenOptions {
    * workers, so bind non-exclusively (the kernel hands each datagram to one reader).
    */
   readonly shared?: boolean;
+  /** UDP receive buffer in bytes (default 4 MiB, capped by the kernel's rmem_max). */
+  readonly udpRecvBuffer?: number;
   /** Close a TCP connection idle for this long (ms). */
   readonly tcpIdleTimeout?: number;
   /**
@@ -101,7 +103,9 @@ export async function listen(handler: DnsHandler, opts: ListenOptions): Promise<
   // With port 0, UDP takes the port TCP got, so one number serves both (as dig expects).
   const udpPort = opts.port === 0 ? tcpPort : opts.port;
 
-  const udp = dgram.createSocket({ type: isIPv6(opts.host) ? 'udp6' : 'udp4' });
+  // A larger receive buffer absorbs bursts: the 208 KB default holds ~10 ms at 20k q/s
+  // (the kernel caps it at net.core.rmem_max).
+  const udp = dgram.createSocket({ type: isIPv6(opts.host) ? 'udp6' : 'udp4', recvBufferSize: opts.udpRecvBuffer ?? 4 << 20, sendBufferSize: 1 << 20 });
   try {
     await new Promise<void>((resolve, reject) => {
       const fail = (err: NodeJS.ErrnoException): void => reject(new ListenError(addr, 'udp', err));
