@@ -17,6 +17,7 @@ import { ReplicaFeed, ReplicaProvider, type ReplicaMessage } from './replica.js'
 import { serveHttp, type OpsServer } from './server/http.js';
 import type { Listener } from './server/listen.js';
 import { fileSources, type Sources } from './sources.js';
+import { kubeSources } from './cluster/kube/index.js';
 import type { ClusterZone } from './zone/zone.js';
 
 export type { HostPort };
@@ -62,7 +63,7 @@ export interface Server {
 }
 
 function createSources(opts: ServeOptions, log: Logger): Sources {
-  if (opts.kube !== undefined) throw new Error('the Kubernetes API source is not wired in yet (issue #3); use --zones');
+  if (opts.kube !== undefined) return kubeSources({ ...opts.kube, config: opts.config }, log);
   return fileSources({ zonesDir: opts.zonesDir }, log);
 }
 

@@ -1,0 +1,65 @@
+/**
+ * The API source behind the composition root's `Sources` interface (src/sources.ts), so
+ * wiring it is one line in app.ts's createSources:
+ *
+ *   if (opts.kube !== undefined) return kubeSources({ ...opts.kube, config: opts.config }, log);
+ *
+ * One zone (the cluster domain given with --domain), one store. Config keys: `labels`,
+ * `namespaceLabels`, `startupTimeout` (seconds); Pods are watched only for `pods: verified`
+ * (`endpointPodNames` reads `targetRef.name` from the slices, no pod watch needed).
+ */
+import type { Logger } from 'pino';
+import type { Config } from '../../config.js';
+import { sourceLog } from '../../log.js';
+import type { Sources } from '../../sources.js';
+import type { ClusterStore } from '../store.js';
+import { KubeSource, type KubeSourceOptions } from './source.js';
+
+export interface KubeSourcesOptions {
+  readonly kubeconfig: string | undefined;
+  readonly context: string | undefined;
+  readonly inCluster: boolean;
+  /** The cluster domain served from the API. */
+  readonly domain: string;
+  readonly config: Pick<Config, 'labels' | 'namespaceLabels' | 'startupTimeout' | 'pods'>;
+  /** Overrides for tests and benchmarks (backoff, watchdog, page size). */
+  readonly tuning?: Partial<Pick<KubeSourceOptions, 'backoff' | 'watchTimeoutMs' | 'listTimeoutMs' | 'pageSize' | 'inClusterRoot'>>;
+}
+
+export interface KubeSources extends Sources {
+  /** The source itself: status() and on() for metrics. */
+  readonly source: KubeSource;
+}
+
+/** Throws KubeConfigError for an unusable configuration (see KubeSource's constructor). */
+export function kubeSources(opts: KubeSourcesOptions, log: Logger): KubeSources {
+  const domain = opts.domain.toLowerCase().replace(/\.$/, '');
+  const source = new KubeSource({
+    kubeconfig: opts.kubeconfig,
+    context: opts.context,
+    inCluster: opts.inCluster,
+    labels: opts.config.labels,
+    namespaceLabels: opts.config.namespaceLabels,
+    watchPods: opts.config.pods === 'verified',
+    startupTimeoutMs: opts.config.startupTimeout * 1000,
+    log: sourceLog(log),
+    ...opts.tuning,
+  });
+  return {
+    source,
+    zones: () => [domain],
+    storeFor: (zone: string): ClusterStore => {
+      if (zone.toLowerCase() !== domain) throw new Error(`the Kubernetes API source serves only ${domain}, not ${zone}`);
+      return source.store;
+    },
+    // The zone list never changes.
+    onZonesChanged: () => () => {},
+    synced: () => source.synced(),
+    start: () => source.start(),
+    stop: () => source.stop(),
+    describe: () => {
+      const c = source.status().client;
+      return `Kubernetes API ${c.server} (${c.source === 'in-cluster' ? 'in-cluster' : `context ${c.context}`}) as ${domain}`;
+    },
+  };
+}
