@@ -17,7 +17,6 @@ import { ReplicaFeed, ReplicaProvider, type ReplicaMessage } from './replica.js'
 import { serveHttp, type OpsServer } from './server/http.js';
 import type { Listener } from './server/listen.js';
 import { fileSources, type Sources } from './sources.js';
-import { kubeSources } from './cluster/kube/index.js';
 import type { ClusterZone } from './zone/zone.js';
 
 export type { HostPort };
@@ -62,8 +61,12 @@ export interface Server {
   close(): Promise<void>;
 }
 
-function createSources(opts: ServeOptions, log: Logger): Sources {
-  if (opts.kube !== undefined) return kubeSources({ ...opts.kube, config: opts.config }, log);
+async function createSources(opts: ServeOptions, log: Logger): Promise<Sources> {
+  if (opts.kube !== undefined) {
+    // Loaded only when used: client-node's generated API costs ~65 MB of memory.
+    const { kubeSources } = await import('./cluster/kube/index.js');
+    return kubeSources({ ...opts.kube, config: opts.config }, log);
+  }
   return fileSources({ zonesDir: opts.zonesDir }, log);
 }
 
@@ -96,7 +99,7 @@ export async function startServer(opts: ServeOptions, log: Logger): Promise<Serv
   if ((opts.workers ?? 1) > 1) return startPrimary(opts, log);
   let config = opts.config;
   const metrics = new Metrics(serverLabel(opts.dns));
-  const sources = createSources(opts, log);
+  const sources = await createSources(opts, log);
   await sources.start();
   sourceMetrics(metrics, sources);
   const node = new DnsNode(config, opts.dns, log, metrics);
@@ -167,7 +170,7 @@ async function startPrimary(opts: ServeOptions, log: Logger): Promise<Server> {
   let config = opts.config;
   const n = opts.workers ?? 1;
   const metrics = new Metrics(serverLabel(opts.dns));
-  const sources = createSources(opts, log);
+  const sources = await createSources(opts, log);
   await sources.start();
   sourceMetrics(metrics, sources);
   cluster.setupPrimary({ serialization: 'advanced' });

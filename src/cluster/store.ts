@@ -158,7 +158,8 @@ export class ClusterStore {
       for (const key of [...map.keys()]) {
         if (!seen.has(key) && (filter === undefined || filter(key))) this.remove(kind, key);
       }
-      this.#pendingFull = true;
+      // No `full` flag: upsert/remove above already recorded exactly which services
+      // changed, so a relist of 10k services costs what changed, not a zone rebuild.
     });
   }
 

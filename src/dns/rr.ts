@@ -2,11 +2,11 @@
  * Resource records as built by the zone side and written by `writer.ts`.
  *
  * Owner names and name-valued rdata are lowercase, dotted, without the trailing dot.
- * Address rdata is pre-parsed to bytes when the record is built (on cluster change),
- * so writing a record is copying.
+ * Address records keep only their canonical text: at 150k endpoints a bytes array per
+ * record would cost ~180 B each, and writing happens only when the answer cache misses.
  */
 import { Type } from './constants.js';
-import { ipToBytes } from './ip.js';
+import { bytesToIP, ipToBytes } from './ip.js';
 
 export interface SoaData {
   readonly mname: string;
@@ -26,7 +26,7 @@ export interface SrvData {
 }
 
 export type RR =
-  | { readonly name: string; readonly type: typeof Type.A | typeof Type.AAAA; readonly ttl: number; readonly ip: string; readonly bytes: Uint8Array }
+  | { readonly name: string; readonly type: typeof Type.A | typeof Type.AAAA; readonly ttl: number; readonly ip: string }
   | { readonly name: string; readonly type: typeof Type.CNAME | typeof Type.PTR | typeof Type.NS; readonly ttl: number; readonly target: string }
   | { readonly name: string; readonly type: typeof Type.SOA; readonly ttl: number; readonly soa: SoaData }
   | { readonly name: string; readonly type: typeof Type.SRV; readonly ttl: number; readonly srv: SrvData }
@@ -36,7 +36,7 @@ export type RR =
 export function addressRR(name: string, ttl: number, ip: string): RR {
   const bytes = ipToBytes(ip);
   if (bytes === undefined) throw new Error(`not an IP address: ${ip}`);
-  return { name, type: bytes.length === 4 ? Type.A : Type.AAAA, ttl, ip, bytes };
+  return { name, type: bytes.length === 4 ? Type.A : Type.AAAA, ttl, ip: bytes.length === 4 ? ip : bytesToIP(bytes) };
 }
 
 /** Zone-file text of a record (for logs and tests), RFC 1035 §5.1 presentation. */

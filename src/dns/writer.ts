@@ -13,6 +13,7 @@
 import { Flag, Type } from './constants.js';
 import type { Query } from './query.js';
 import type { RR } from './rr.js';
+import { ipToBytes } from './ip.js';
 
 export interface Answer {
   readonly rcode: number;
@@ -68,6 +69,22 @@ class Writer {
     this.pos += b.length;
   }
 
+  /** Dotted quad straight into the buffer (the text was validated when the record was built). */
+  ipv4(ip: string): void {
+    this.need(4);
+    let v = 0;
+    let k = this.pos;
+    for (let i = 0; i < ip.length; i++) {
+      const c = ip.charCodeAt(i);
+      if (c === 46) {
+        this.buf[k++] = v;
+        v = 0;
+      } else v = v * 10 + (c - 48);
+    }
+    this.buf[k] = v;
+    this.pos += 4;
+  }
+
   need(n: number): void {
     if (this.pos + n > this.buf.length) throw new Overflow();
   }
@@ -109,8 +126,10 @@ class Writer {
     const start = this.pos;
     switch (rr.type) {
       case Type.A:
+        this.ipv4(rr.ip);
+        break;
       case Type.AAAA:
-        this.bytes(rr.bytes);
+        this.bytes(ipToBytes(rr.ip)!);
         break;
       case Type.CNAME:
       case Type.PTR:

@@ -99,17 +99,26 @@ export function serviceRecords(zone: string, svc: Service, slices: readonly Endp
   }
 
   const eps = opts.noEndpoints ? [] : servedEndpoints(svc, slices, opts);
+  // One record object per (name, address), shared by the endpoint's own set and the
+  // SRV additional sections that name it: at 150k endpoints copies cost tens of MB.
+  const rrCache = new Map<string, RR>();
+  const addr = (name: string, ip: string): RR => {
+    const k = `${name}|${ip}`;
+    let rr = rrCache.get(k);
+    if (rr === undefined) rrCache.set(k, (rr = addressRR(name, ttl, ip)));
+    return rr;
+  };
 
   if (svc.headless) {
     if (eps.length === 0) return { forward, reverse };
     // §2.4.1: one A/AAAA per ready address, de-duplicated by IP.
-    forward.push(...addressSets(base, ttl, uniqueIPs(eps.map((e) => e.ip))));
-    forward.push(...headlessSrv(base, ttl, eps));
+    forward.push(...addressSets(base, uniqueIPs(eps.map((e) => e.ip)), addr));
+    forward.push(...headlessSrv(base, ttl, eps, addr));
   } else {
     if (svc.clusterIPs.length === 0) return { forward, reverse };
     if (opts.ignoreEmptyService && eps.length === 0) return { forward, reverse };
-    forward.push(...addressSets(base, ttl, svc.clusterIPs));
-    forward.push(...clusterIPSrv(base, ttl, svc));
+    forward.push(...addressSets(base, svc.clusterIPs, addr));
+    forward.push(...clusterIPSrv(base, ttl, svc, addr));
     svc.clusterIPs.forEach((ip) => {
       const rev = reverseName(ip);
       // §2.3.3; rank -1: a ClusterIP's PTR is exclusive and wins over endpoint PTRs.
@@ -126,7 +135,7 @@ export function serviceRecords(zone: string, svc: Service, slices: readonly Endp
   }
   for (const [name, ips] of byName) {
     const fq = `${name}.${base}`;
-    forward.push(...addressSets(fq, ttl, ips));
+    forward.push(...addressSets(fq, ips, addr));
     for (const ip of ips) {
       const rev = reverseName(ip);
       // §2.4.3, and CoreDNS's PTR for endpoints of any service (rank 0: merged).
@@ -136,16 +145,18 @@ export function serviceRecords(zone: string, svc: Service, slices: readonly Endp
   return { forward, reverse };
 }
 
+type AddrRR = (name: string, ip: string) => RR;
+
 function uniqueIPs(ips: string[]): string[] {
   return [...new Set(ips)];
 }
 
 /** A and AAAA sets at `name` (an absent family makes no set: NODATA for that type). */
-function addressSets(name: string, ttl: number, ips: readonly string[]): RecordSet[] {
+function addressSets(name: string, ips: readonly string[], addr: AddrRR): RecordSet[] {
   const a: RR[] = [];
   const aaaa: RR[] = [];
   for (const ip of ips) {
-    const rr = addressRR(name, ttl, ip);
+    const rr = addr(name, ip);
     (rr.type === Type.A ? a : aaaa).push(rr);
   }
   const out: RecordSet[] = [];
@@ -169,10 +180,10 @@ function protoLabel(p: string): string {
 }
 
 /** §2.3.2: `_port._proto.svc` → `0 w port svc.ns.svc.zone.`; the bare name lists every port. */
-function clusterIPSrv(base: string, ttl: number, svc: Service): RecordSet[] {
+function clusterIPSrv(base: string, ttl: number, svc: Service, addr: AddrRR): RecordSet[] {
   const out: RecordSet[] = [];
   if (svc.ports.length === 0) return out;
-  const extra = svc.clusterIPs.map((ip) => addressRR(base, ttl, ip));
+  const extra = svc.clusterIPs.map((ip) => addr(base, ip));
   const perIP = svc.clusterIPs.length;
   const named = new Map<string, typeof svc.ports>();
   for (const p of svc.ports) {
@@ -197,7 +208,7 @@ function clusterIPSrv(base: string, ttl: number, svc: Service): RecordSet[] {
 }
 
 /** §2.4.2: one SRV per distinct (endpoint name, port), targets' addresses as additional. */
-function headlessSrv(base: string, ttl: number, eps: readonly ServedEndpoint[]): RecordSet[] {
+function headlessSrv(base: string, ttl: number, eps: readonly ServedEndpoint[], addr: AddrRR): RecordSet[] {
   type Cand = { ep: ServedEndpoint; port: number };
   const named = new Map<string, Cand[]>();
   const all: Cand[] = [];
@@ -228,7 +239,7 @@ function headlessSrv(base: string, ttl: number, eps: readonly ServedEndpoint[]):
       const ke = `${target}|${c.ep.ip}`;
       if (!seenExtra.has(ke)) {
         seenExtra.add(ke);
-        extra.push(addressRR(target, ttl, c.ep.ip));
+        extra.push(addr(target, c.ep.ip));
       }
     }
     return { name, type: Type.SRV, rrs, extra };

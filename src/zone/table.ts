@@ -37,8 +37,14 @@ export interface TypeEntry {
 }
 
 interface Node {
-  /** owner → its record sets at this name. */
-  readonly owners: Map<string, RecordSet[]>;
+  /**
+   * Owners of this name and their record sets. Nearly every name has exactly one
+   * owner, so that case is two fields; a Map only for names shared by several owners
+   * (PTRs of an address behind two services, namespace and service ancestors).
+   */
+  o1: string | undefined;
+  s1: RecordSet[] | undefined;
+  more: Map<string, RecordSet[]> | undefined;
   children: number;
   /** Merged view, built on first read after a change. */
   merged: Map<number, TypeEntry> | undefined;
@@ -97,26 +103,41 @@ export class NameTable {
   #attach(owner: string, rs: RecordSet): void {
     let node = this.#nodes.get(rs.name);
     if (node === undefined) {
-      node = { owners: new Map(), children: 0, merged: undefined };
+      node = newNode();
       this.#nodes.set(rs.name, node);
       this.#adjustParent(rs.name, +1);
     }
-    let list = node.owners.get(owner);
-    if (list === undefined) node.owners.set(owner, (list = []));
-    list.push(rs);
     node.merged = undefined;
+    if (node.o1 === owner) {
+      node.s1!.push(rs);
+      return;
+    }
+    if (node.o1 === undefined && (node.more === undefined || node.more.size === 0)) {
+      node.o1 = owner;
+      node.s1 = [rs];
+      return;
+    }
+    node.more ??= new Map();
+    let list = node.more.get(owner);
+    if (list === undefined) node.more.set(owner, (list = []));
+    list.push(rs);
   }
 
   #detach(owner: string, name: string): void {
     const node = this.#nodes.get(name);
     if (node === undefined) return;
-    node.owners.delete(owner);
+    if (node.o1 === owner) {
+      node.o1 = undefined;
+      node.s1 = undefined;
+    } else {
+      node.more?.delete(owner);
+    }
     node.merged = undefined;
     this.#maybeDrop(name, node);
   }
 
   #maybeDrop(name: string, node: Node): void {
-    if (node.owners.size === 0 && node.children === 0) {
+    if (ownerCount(node) === 0 && node.children === 0) {
       this.#nodes.delete(name);
       this.#adjustParent(name, -1);
     }
@@ -132,7 +153,7 @@ export class NameTable {
     let node = this.#nodes.get(parent);
     if (node === undefined) {
       if (delta < 0) return;
-      node = { owners: new Map(), children: 0, merged: undefined };
+      node = newNode();
       this.#nodes.set(parent, node);
       this.#adjustParent(parent, +1);
     }
@@ -141,12 +162,22 @@ export class NameTable {
   }
 }
 
+function newNode(): Node {
+  return { o1: undefined, s1: undefined, more: undefined, children: 0, merged: undefined };
+}
+
+function ownerCount(node: Node): number {
+  return (node.o1 === undefined ? 0 : 1) + (node.more?.size ?? 0);
+}
+
 function merge(node: Node): Map<number, TypeEntry> {
   const byType = new Map<number, RecordSet[]>();
+  const all = new Map<string, RecordSet[]>(node.more);
+  if (node.o1 !== undefined) all.set(node.o1, node.s1!);
   // Owners in key order, so the merged answer does not depend on event order.
-  const owners = [...node.owners.keys()].sort();
+  const owners = [...all.keys()].sort();
   for (const o of owners) {
-    for (const rs of node.owners.get(o)!) {
+    for (const rs of all.get(o)!) {
       if (rs.type === 0) continue;
       let l = byType.get(rs.type);
       if (l === undefined) byType.set(rs.type, (l = []));
