@@ -4,10 +4,11 @@
  * CoreDNS's kubernetes plugin where the spec is silent (see README "Differences").
  */
 import { Type } from '../dns/constants.js';
-import { dashedIP, reverseName } from '../dns/ip.js';
+import { dashedIP } from '../dns/ip.js';
 import { addressRR, type RR } from '../dns/rr.js';
 import type { EndpointSlice, Service } from '../cluster/model.js';
 import { exists, type RecordSet } from './table.js';
+import type { ReverseEntry } from './reverse.js';
 
 export type PodsMode = 'disabled' | 'insecure' | 'verified';
 
@@ -74,7 +75,7 @@ export function servedEndpoints(svc: Service, slices: readonly EndpointSlice[], 
 
 export interface ServiceRecords {
   readonly forward: RecordSet[];
-  readonly reverse: RecordSet[];
+  readonly reverse: ReverseEntry[];
 }
 
 /**
@@ -86,7 +87,7 @@ export function serviceRecords(zone: string, svc: Service, slices: readonly Endp
   const base = `${svc.name}.${svc.namespace}.svc.${zone}`;
   const ttl = opts.ttl;
   const forward: RecordSet[] = [];
-  const reverse: RecordSet[] = [];
+  const reverse: ReverseEntry[] = [];
 
   if (svc.type === 'ExternalName') {
     const target = svc.externalName;
@@ -119,11 +120,8 @@ export function serviceRecords(zone: string, svc: Service, slices: readonly Endp
     if (opts.ignoreEmptyService && eps.length === 0) return { forward, reverse };
     forward.push(...addressSets(base, svc.clusterIPs, addr));
     forward.push(...clusterIPSrv(base, ttl, svc, addr));
-    svc.clusterIPs.forEach((ip) => {
-      const rev = reverseName(ip);
-      // §2.3.3; rank -1: a ClusterIP's PTR is exclusive and wins over endpoint PTRs.
-      if (rev !== undefined) reverse.push({ name: rev, type: Type.PTR, rank: -1, rrs: [{ name: rev, type: Type.PTR, ttl, target: base }] });
-    });
+    // §2.3.3; rank -1: a ClusterIP's PTR is exclusive and wins over endpoint PTRs.
+    for (const ip of svc.clusterIPs) reverse.push({ ip, target: base, rank: -1 });
   }
 
   // Endpoint names (spec §2.4.1 for headless; CoreDNS also serves them under ClusterIP services).
@@ -136,11 +134,8 @@ export function serviceRecords(zone: string, svc: Service, slices: readonly Endp
   for (const [name, ips] of byName) {
     const fq = `${name}.${base}`;
     forward.push(...addressSets(fq, ips, addr));
-    for (const ip of ips) {
-      const rev = reverseName(ip);
-      // §2.4.3, and CoreDNS's PTR for endpoints of any service (rank 0: merged).
-      if (rev !== undefined) reverse.push({ name: rev, type: Type.PTR, rrs: [{ name: rev, type: Type.PTR, ttl, target: fq }] });
-    }
+    // §2.4.3, and CoreDNS's PTR for endpoints of any service (rank 0: merged).
+    for (const ip of ips) reverse.push({ ip, target: fq, rank: 0 });
   }
   return { forward, reverse };
 }

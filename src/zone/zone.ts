@@ -10,6 +10,7 @@ import { addressRR, type RR } from '../dns/rr.js';
 import type { ClusterChange, ClusterStore } from '../cluster/store.js';
 import { serviceRecords, type ZoneOptions } from './build.js';
 import { exists, NameTable, type RecordSet } from './table.js';
+import { ReverseIndex } from './reverse.js';
 
 /** Version of the Kubernetes DNS schema we implement (spec §2.2). */
 export const DNS_SCHEMA_VERSION = '1.1.0';
@@ -25,7 +26,7 @@ export interface ZoneStats {
 export class ClusterZone {
   readonly name: string;
   readonly forward: NameTable;
-  readonly reverse: NameTable;
+  readonly reverse: ReverseIndex;
   readonly store: ClusterStore;
   #opts: ZoneOptions;
   /** Addresses for `ns.dns.<zone>` when no kube-system/kube-dns service exists. */
@@ -41,7 +42,8 @@ export class ClusterZone {
     this.#opts = opts;
     this.#fallbackNS = fallbackNS;
     this.forward = new NameTable(this.name);
-    this.reverse = new NameTable('arpa');
+    this.reverse = new ReverseIndex();
+    this.reverse.ttl = opts.ttl;
     this.#unsubscribe = store.onChange((c) => this.apply(c));
     this.rebuildAll();
   }
@@ -54,6 +56,7 @@ export class ClusterZone {
   setOptions(opts: ZoneOptions, fallbackNS: readonly string[] = this.#fallbackNS): void {
     this.#opts = opts;
     this.#fallbackNS = fallbackNS;
+    this.reverse.ttl = opts.ttl;
     this.rebuildAll();
   }
 
@@ -88,10 +91,11 @@ export class ClusterZone {
       wanted.add(`ns:${ns}`);
       this.#namespace(ns);
     }
-    for (const table of [this.forward, this.reverse]) {
-      for (const owner of [...table.owners()]) {
-        if (owner !== 'apex' && !wanted.has(owner)) table.set(owner, []);
-      }
+    for (const owner of [...this.forward.owners()]) {
+      if (owner !== 'apex' && !wanted.has(owner)) this.forward.set(owner, []);
+    }
+    for (const owner of [...this.reverse.owners()]) {
+      if (!wanted.has(owner)) this.reverse.set(owner, []);
     }
     this.#apex();
     this.#rebuilds++;
