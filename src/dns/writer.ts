@@ -35,15 +35,24 @@ export interface WriteOptions {
 const MAX_MESSAGE = 65535;
 const OPT_SIZE = 11;
 
+/**
+ * One scratch buffer for every message: writing is synchronous, so it is never shared
+ * between two writes, and each reply is copied out at its exact size (a reply must not
+ * pin a 64 KiB buffer while it waits in a TCP send queue).
+ */
+const SCRATCH = Buffer.allocUnsafe(65535);
+
 class Writer {
   readonly buf: Buffer;
+  readonly limit: number;
   pos = 0;
   /** Lowercase name suffix → offset where it was written (< 0x4000). */
   readonly names = new Map<string, number>();
   added: string[] = [];
 
   constructor(size: number) {
-    this.buf = Buffer.allocUnsafe(size);
+    this.buf = SCRATCH;
+    this.limit = size;
   }
 
   u8(v: number): void {
@@ -86,7 +95,7 @@ class Writer {
   }
 
   need(n: number): void {
-    if (this.pos + n > this.buf.length) throw new Overflow();
+    if (this.pos + n > this.limit) throw new Overflow();
   }
 
   /** Write a name, compressing any suffix already in the message. */
@@ -264,7 +273,7 @@ export function writeResponse(req: Uint8Array, query: Query, ans: Answer, opts: 
   w.buf.writeUInt16BE(counts[1]!, 8);
   w.buf.writeUInt16BE(counts[2]!, 10);
   opts.complete?.(!cut);
-  return w.buf.subarray(0, w.pos);
+  return Buffer.from(w.buf.subarray(0, w.pos));
 }
 
 /** A reply of just a header echoing the query's id (FORMERR/NOTIMP on unreadable questions). */
