@@ -22,6 +22,7 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY bin ./bin
 COPY zones ./zones
+COPY clusterdns.yaml ./
 # The embedded registry keeps its state next to zones/ (--state); in a pod the API
 # source is used and nothing is written.
 RUN mkdir -p /app/.clusterdns && chown 1000:1000 /app/.clusterdns
@@ -31,4 +32,4 @@ EXPOSE 53/udp 53/tcp 8080/tcp
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 ENTRYPOINT ["node", "/app/bin/clusterdns.js"]
-CMD ["serve", "--dns", "0.0.0.0:53", "--http", "0.0.0.0:8080"]
+CMD ["serve", "--config", "clusterdns.yaml", "--dns", "0.0.0.0:53", "--http", "0.0.0.0:8080"]

@@ -17,6 +17,8 @@ import { ReplicaFeed, ReplicaProvider, type ReplicaMessage } from './replica.js'
 import { serveHttp, type OpsServer } from './server/http.js';
 import type { Listener } from './server/listen.js';
 import { fileSources, type Sources } from './sources.js';
+import { createMirror } from './registry/mirror.js';
+import { ipamMetrics } from './registry/metrics.js';
 import type { ClusterZone } from './zone/zone.js';
 
 export type { HostPort };
@@ -65,12 +67,30 @@ async function createSources(opts: ServeOptions, log: Logger): Promise<Sources> 
   if (opts.kube !== undefined) {
     // Loaded only when used: client-node's generated API costs ~65 MB of memory.
     const { kubeSources } = await import('./cluster/kube/index.js');
-    return kubeSources({ ...opts.kube, config: opts.config }, log);
+    const src = kubeSources({ ...opts.kube, config: opts.config }, log);
+    // Kubernetes mode: the allocator mirrors the cluster's ClusterIPs read-only and
+    // reports anomalies (issue #4); it never allocates.
+    const mirror = createMirror(src.storeFor(opts.kube.domain), opts.config, log, { zone: opts.kube.domain });
+    const start = src.start.bind(src);
+    const stop = src.stop.bind(src);
+    return Object.assign(src, {
+      ipam: { status: () => [mirror.status()] },
+      start: async () => {
+        await start();
+        mirror.start();
+      },
+      stop: async () => {
+        mirror.stop();
+        await stop();
+      },
+    });
   }
-  return fileSources({ zonesDir: opts.zonesDir }, log);
+  return fileSources({ zonesDir: opts.zonesDir, stateDir: opts.stateDir, config: opts.config }, log);
 }
 
 function sourceMetrics(metrics: Metrics, sources: Sources): void {
+  const ipam = sources.ipam;
+  if (ipam !== undefined) for (const m of ipamMetrics(() => ipam.status())) metrics.register(m);
   const stores = () => sources.zones().map((z) => ({ zone: z, store: sources.storeFor(z) }));
   metrics.register(
     gauge('clusterdns_kubernetes_objects', 'Objects tracked, by zone and kind.', () =>

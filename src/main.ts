@@ -1,6 +1,6 @@
 /**
- * Command line: `clusterdns serve [...]`. Flags are a public contract (issue #2):
- * add freely, never rename or drop.
+ * Command line: `clusterdns serve [...]` and `clusterdns ipam [...]`. Flags are a
+ * public contract (issue #2): add freely, never rename or drop.
  */
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -11,6 +11,7 @@ import { runWorker, startServer, type HostPort } from './app.js';
 import { ConfigError, DEFAULT_CONFIG, loadConfigFile, type Config } from './config.js';
 import { createLogger, type LogLevel } from './log.js';
 import { ListenError } from './server/listen.js';
+import { runIpam } from './registry/cli.js';
 
 const USAGE = `usage: clusterdns serve [--config FILE] [--zones DIR] [--dns HOST:PORT]... [--http HOST:PORT]
                        [--upstream HOST:PORT]... [--no-upstream] [--workers N] [--log-level LEVEL]
@@ -29,7 +30,13 @@ const USAGE = `usage: clusterdns serve [--config FILE] [--zones DIR] [--dns HOST
                        --kubeconfig is given and KUBERNETES_SERVICE_HOST is set)
   --domain NAME        cluster domain served from the API (default cluster.local)
   --state DIR          embedded registry state (default: .clusterdns/ next to the zones folder)
-  --log-level LEVEL    fatal, error, warn, info (default), debug, trace, silent`;
+  --log-level LEVEL    fatal, error, warn, info (default), debug, trace, silent
+
+       clusterdns ipam [--zones DIR] [--state DIR] [--config FILE] [--json]
+
+  Print the embedded registry's address usage per service CIDR and NodePort range and
+  every anomaly (refused services, conflicts, refused endpoint addresses, repair
+  findings); read-only. --json prints one JSON document.`;
 
 class UsageError extends Error {}
 
@@ -171,6 +178,8 @@ export async function main(argv: string[]): Promise<number> {
       case 'serve':
         await serve(rest);
         return -1; // keep running
+      case 'ipam':
+        return await runIpam(rest);
       case undefined:
       case 'help':
       case '--help':
@@ -178,11 +187,11 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(`${USAGE}\n`);
         return cmd === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command "${cmd}"; commands: serve`);
+        throw new UsageError(`unknown command "${cmd}"; commands: serve, ipam`);
     }
   } catch (err) {
-    if (err instanceof UsageError || err instanceof ConfigError || err instanceof ListenError) {
-      process.stderr.write(`clusterdns: ${err.message}\n`);
+    if (err instanceof UsageError || err instanceof ConfigError || err instanceof ListenError || (err as { code?: unknown }).code === 'EKUBECONFIG') {
+      process.stderr.write(`clusterdns: ${(err as Error).message}\n`);
       return 2;
     }
     if (err instanceof TypeError && (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {

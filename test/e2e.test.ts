@@ -6,14 +6,14 @@
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import t from 'tap';
-import { copyZones, dig, digStatus, requireTool, run, startCli } from './helpers/cli.js';
+import { copyZones, dig, digStatus, EXAMPLE_CONFIG, requireTool, run, startCli } from './helpers/cli.js';
 
 const Z = 'cluster.local';
 
 t.test('dig against the shipped example', async (t) => {
   if (!requireTool(t, 'dig', 'bind9-dnsutils')) return;
   const zones = copyZones(t);
-  const cli = await startCli(t, ['--zones', zones, '--dns', '127.0.0.1:0', '--http', '127.0.0.1:0', '--no-upstream']);
+  const cli = await startCli(t, ['--config', EXAMPLE_CONFIG, '--zones', zones, '--dns', '127.0.0.1:0', '--http', '127.0.0.1:0', '--no-upstream']);
   t.match(cli.stdout(), /try: dig @127\.0\.0\.1 -p \d+ kubernetes\.default\.svc\.cluster\.local/, 'banner prints a dig line');
 
   const short = async (name: string, type = 'A', extra: string[] = []) => (await dig(cli.port, ['+short', ...extra, name, type])).trim().split('\n').filter(Boolean).sort();
@@ -103,7 +103,7 @@ t.test('a pod: kubelet resolv.conf in a network namespace, dig +search and geten
   await run(inNs[0]!, [...inNs.slice(1), 'ip', 'addr', 'add', '10.244.9.9/32', 'dev', 'lo']);
   await run(inNs[0]!, [...inNs.slice(1), 'ip', 'addr', 'add', 'fd00:10:244::9/128', 'dev', 'lo']);
   const zones = copyZones(t);
-  const cli = await startCli(t, ['--zones', zones, '--dns', '127.0.0.1:53', '--http', '127.0.0.1:0'], inNs);
+  const cli = await startCli(t, ['--config', EXAMPLE_CONFIG, '--zones', zones, '--dns', '127.0.0.1:53', '--http', '127.0.0.1:0', '--no-upstream'], inNs);
   t.equal(cli.port, 53);
 
   const search = async (name: string, type = 'A') => {

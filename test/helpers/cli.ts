@@ -93,10 +93,17 @@ export function requireTool(t: Test, cmd: string, pkg: string): boolean {
   return false;
 }
 
-/** A private copy of a zones/ tree (tests edit it). */
+/**
+ * A private copy of a zones/ tree (tests edit it), in its own temp folder so the
+ * registry state next to it (`.clusterdns/`) is private too.
+ */
 export function copyZones(t: Test, from = join(ROOT, 'zones')): string {
-  const dir = mkdtempSync(join(tmpdir(), 'clusterdns-zones-'));
+  const base = mkdtempSync(join(tmpdir(), 'clusterdns-zones-'));
+  const dir = join(base, 'zones');
   cpSync(from, dir, { recursive: true });
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  t.teardown(() => rmSync(base, { recursive: true, force: true }));
   return dir;
 }
+
+/** The example configuration `npm start` uses (dual-stack service CIDRs for zones/). */
+export const EXAMPLE_CONFIG = join(ROOT, 'clusterdns.yaml');

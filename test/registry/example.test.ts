@@ -1,0 +1,53 @@
+/**
+ * The shipped example (zones/cluster.local) through the registry: nothing refused, and
+ * the EndpointSlices the controller generates from its Pods serve what the slices
+ * written in the files served (same addresses, readiness, hostnames, ports).
+ */
+import { cpSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { FileSource } from '../../src/cluster/files.js';
+import type { EndpointSlice } from '../../src/cluster/model.js';
+import { ROOT } from '../helpers/cli.js';
+import { ZONE, harness, tempDir } from './_harness.js';
+
+/**
+ * What DNS reads of a service's endpoints, order-free. Published = ready, or any with
+ * publishNotReadyAddresses (the controller marks those ready; DNS honours the field
+ * for hand-written slices).
+ */
+function served(slices: readonly EndpointSlice[], publishNotReady: boolean): string[] {
+  return slices
+    .flatMap((s) => s.endpoints.map((e) => `${s.addressType} ${e.addresses.join(',')} published=${e.conditions.ready || publishNotReady} host=${e.hostname ?? ''} pod=${e.podName ?? ''} ports=${s.ports.map((p) => `${p.name}:${p.port}/${p.protocol}`).join(',')}`))
+    .sort();
+}
+
+t.test('the shipped example: same services and endpoints with and without the registry', async (t) => {
+  const root = tempDir(t);
+  cpSync(join(ROOT, 'zones'), join(root, 'zones'), { recursive: true });
+  const plain = new FileSource({ dir: join(root, 'zones'), watch: false });
+  t.teardown(() => plain.stop());
+  await plain.start();
+  const h = await harness(t, {}, { zones: join(root, 'zones') });
+  const before = plain.storeFor(ZONE);
+  const after = h.store();
+
+  const z = h.registry.zone(ZONE);
+  t.same(
+    z.anomalies().filter((a) => a.kind !== 'replaced-slice'),
+    [],
+    'nothing refused, no address refused, no state problem',
+  );
+  t.same([...after.services.keys()].sort(), [...before.services.keys()].sort());
+  for (const [key, svc] of before.services) {
+    const now = after.services.get(key);
+    t.same(now?.clusterIPs, svc.clusterIPs, `${key}: same cluster IPs`);
+    t.equal(now?.headless, svc.headless);
+    t.same(served(after.endpointsOf(key), svc.publishNotReadyAddresses), served(before.endpointsOf(key), svc.publishNotReadyAddresses), `${key}: same endpoints`);
+  }
+  t.same(
+    z.anomalies().filter((a) => a.kind === 'replaced-slice').map((a) => a.name).sort(),
+    ['cart-h7d2k', 'cart-m4s8t', 'frontend-x9k4d', 'kube-dns-7xk2p', 'web-5zq8m', 'zk-hs-q8w2c'],
+    'the written slices of selector Services are regenerated',
+  );
+});
