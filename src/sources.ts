@@ -36,7 +36,7 @@ export interface FileSourcesOptions {
   readonly zonesDir: string;
   /** Embedded registry state; default `.clusterdns/` next to the zones folder. */
   readonly stateDir?: string;
-  /** serviceCIDRs and nodePortRange (default: the registry's, see `src/registry/config.ts`). */
+  /** serviceCIDRs and nodePortRange (default: `DEFAULT_CONFIG`'s). */
   readonly config?: Pick<Config, 'serviceCIDRs' | 'nodePortRange'>;
   /** Registry tuning (tests: repair and retry periods, injected file system). */
   readonly registry?: Omit<RegistryOptions, 'stateDir' | 'config' | 'log' | 'readOnly'>;

@@ -223,7 +223,8 @@ export function allocationPass(base: AllocationState, services: readonly Service
   const now = opts.now ?? Date.now();
   const released = new Map<string, ReleasedRecord>();
   const memoryMs = opts.releasedMemoryMs ?? RELEASED_MEMORY_MS;
-  for (const [k, r] of base.released ?? []) if (now - r.at < memoryMs) released.set(k, r);
+  const remembered = [...(base.released ?? [])].sort((a, b) => a[1].at - b[1].at); // oldest first
+  for (const [k, r] of remembered) if (now - r.at < memoryMs) released.set(k, r);
   for (const [key, rec] of [...records]) {
     if (present.has(key)) continue;
     const ips = alloc.releaseService({ type: rec.type, clusterIPs: rec.clusterIPs });

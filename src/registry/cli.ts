@@ -32,7 +32,7 @@ export const IPAM_USAGE = `usage: clusterdns ipam [--zones DIR] [--state DIR] [-
 
   --zones DIR    embedded cluster (default ./zones)
   --state DIR    registry state (default: .clusterdns/ next to the zones folder)
-  --config FILE  YAML configuration (serviceCIDRs, nodePortRange)
+  --config FILE  YAML configuration (serviceCIDRs, nodePortRange): the one serve uses
   --json         one JSON document for machines`;
 
 /** One zone in the report. */
@@ -129,7 +129,7 @@ export function formatIpamReport(r: IpamReport): string {
       lines.push('  allocations:');
       const width = Math.max(...z.allocations.map((a) => a.namespace.length + a.name.length + 1));
       for (const a of z.allocations) {
-        const ips = a.clusterIPs.length === 0 ? '-' : a.clusterIPs.join(', ');
+        const ips = a.clusterIPs.length === 0 ? '-' : a.clusterIPs[0] === 'None' ? 'None (headless)' : a.clusterIPs.join(', ');
         const np = a.nodePorts.length === 0 ? '' : `  nodePorts ${a.nodePorts.join(', ')}`;
         const flag = a.served ? '' : '  (not served: refused update, addresses reserved)';
         lines.push(`    ${`${a.namespace}/${a.name}`.padEnd(width)}  ${a.type.padEnd(12)} ${ips}${np}${flag}`);

@@ -1,5 +1,6 @@
 /**
- * The shipped example (zones/cluster.local) through the registry: nothing refused, and
+ * The shipped example (zones/cluster.local, with clusterdns.yaml as `npm start` runs it)
+ * through the registry: nothing refused, and
  * the EndpointSlices the controller generates from its Pods serve what the slices
  * written in the files served (same addresses, readiness, hostnames, ports).
  */
@@ -8,7 +9,8 @@ import { join } from 'node:path';
 import t from 'tap';
 import { FileSource } from '../../src/cluster/files.js';
 import type { EndpointSlice } from '../../src/cluster/model.js';
-import { ROOT } from '../helpers/cli.js';
+import { loadConfigFile } from '../../src/config.js';
+import { EXAMPLE_CONFIG, ROOT } from '../helpers/cli.js';
 import { ZONE, harness, tempDir } from './_harness.js';
 
 /**
@@ -28,7 +30,8 @@ t.test('the shipped example: same services and endpoints with and without the re
   const plain = new FileSource({ dir: join(root, 'zones'), watch: false });
   t.teardown(() => plain.stop());
   await plain.start();
-  const h = await harness(t, {}, { zones: join(root, 'zones') });
+  const config = loadConfigFile(EXAMPLE_CONFIG);
+  const h = await harness(t, {}, { zones: join(root, 'zones'), config: { serviceCIDRs: config.serviceCIDRs, nodePortRange: config.nodePortRange } });
   const before = plain.storeFor(ZONE);
   const after = h.store();
 
@@ -45,6 +48,13 @@ t.test('the shipped example: same services and endpoints with and without the re
     t.equal(now?.headless, svc.headless);
     t.same(served(after.endpointsOf(key), svc.publishNotReadyAddresses), served(before.endpointsOf(key), svc.publishNotReadyAddresses), `${key}: same endpoints`);
   }
+  // Without the example's configuration (single-stack default), the dual-stack cart is refused.
+  const v4 = await harness(t, {}, { zones: join(root, 'zones'), stateDir: join(root, 'state-v4') });
+  t.equal(v4.service('shop/cart'), undefined);
+  t.equal(
+    v4.registry.zone(ZONE).anomalies().find((a) => a.kind === 'refused-service')?.message,
+    'Service "cart" is invalid: [spec.ipFamilyPolicy: Invalid value: "RequireDualStack": this cluster is not configured for dual-stack services, spec.ipFamilies[1]: Invalid value: "IPv6": not configured on this cluster]',
+  );
   t.same(
     z.anomalies().filter((a) => a.kind === 'replaced-slice').map((a) => a.name).sort(),
     ['cart-h7d2k', 'cart-m4s8t', 'frontend-x9k4d', 'kube-dns-7xk2p', 'web-5zq8m', 'zk-hs-q8w2c'],
