@@ -273,7 +273,12 @@ async function startPrimary(opts: ServeOptions, log: Logger): Promise<Server> {
           '/metrics',
           async () => {
             const fromWorkers = await aggregator.clusterMetrics();
-            return { type: aggregator.contentType, body: `${fromWorkers}\n${await metrics.registry.getSingleMetricAsString('clusterdns_kubernetes_objects')}\n${await metrics.registry.getSingleMetricAsString('clusterdns_source_last_change_timestamp_seconds')}\n` };
+            // The primary's own metrics: sources and the allocator live here, not in the workers.
+            let body = `${fromWorkers}\n`;
+            for (const m of metrics.registry.getMetricsAsArray()) {
+              if (/^clusterdns_(kubernetes_objects|source_last_change|ipam_)/.test(m.name)) body += `${await metrics.registry.getSingleMetricAsString(m.name)}\n`;
+            }
+            return { type: aggregator.contentType, body };
           },
         ],
       ]),

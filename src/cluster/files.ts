@@ -359,6 +359,14 @@ export class FileSource {
     await this.#runScan(false);
   }
 
+  /** Rebuild a zone now even if no file changed (the registry can write its state again). */
+  refresh(zone: string): void {
+    const z = this.#zones.get(zone.toLowerCase().replace(/\.$/, ''));
+    if (z === undefined) return;
+    z.dirty = true;
+    this.#schedule(0);
+  }
+
   /** Current zones (folder names, lowercased), sorted. */
   zones(): string[] {
     return [...this.#zones.values()].filter((z) => z.announced).map((z) => z.name).sort();
