@@ -7,7 +7,7 @@
  * (NOERROR, empty answer, the zone's SOA in authority, RFC 2308 §2.2).
  */
 import { Rcode, Type } from '../dns/constants.js';
-import { podLabelToIP, reverseToIP } from '../dns/ip.js';
+import { podLabelToIP } from '../dns/ip.js';
 import { addressRR, type RR } from '../dns/rr.js';
 import type { Answer } from '../dns/writer.js';
 import type { ClusterZone } from './zone.js';
@@ -201,15 +201,11 @@ export class Resolver {
       return { rcode: Rcode.NOERROR, authoritative: true, answer: [soa], authority: [], additional: [] };
     }
     // An ancestor of a known address, or a known address asked for another type: NODATA.
-    const existsHere = node !== undefined || name === rz.name || (reverseToIP(name) === undefined && this.#hasBelow(name));
+    // (The index's lookup already answers for ancestors of known addresses.)
+    const existsHere = node !== undefined || name === rz.name;
     let rcode: number = existsHere ? Rcode.NOERROR : Rcode.NXDOMAIN;
     if (rcode === Rcode.NXDOMAIN && !this.synced()) rcode = Rcode.SERVFAIL;
     return { rcode, authoritative: true, answer: [], authority: [soa], additional: [] };
-  }
-
-  #hasBelow(name: string): boolean {
-    for (const z of this.#zones) if (z.reverse.exists(name)) return true;
-    return false;
   }
 
   #reverseSoa(rz: ReverseZone): RR {
