@@ -65,7 +65,7 @@ export interface Server {
 
 async function createSources(opts: ServeOptions, log: Logger): Promise<Sources> {
   if (opts.kube !== undefined) {
-    // Loaded only when used: client-node's generated API costs ~65 MB of memory.
+    // Loaded only when used (client-node's Watch, the kubeconfig reader, the watch loops).
     const { kubeSources } = await import('./cluster/kube/index.js');
     const src = kubeSources({ ...opts.kube, config: opts.config }, log);
     // Kubernetes mode: the allocator mirrors the cluster's ClusterIPs read-only and

@@ -1,32 +1,76 @@
 /**
- * Client configuration of the Kubernetes API source, built on @kubernetes/client-node
- * 1.4.0's KubeConfig (kubeconfig files, contexts, in-cluster service account, client
- * certificates, exec plugins, proxies), with the fixes 1.4.0 needs to run for months:
+ * Client configuration of the Kubernetes API source: kubeconfig files and contexts, the
+ * in-cluster service account, bearer tokens and token files, client certificates, basic
+ * auth and exec plugins, with @kubernetes/client-node 1.4.0's semantics but without
+ * loading its index.
+ *
+ * **Why not client-node's KubeConfig.** `dist/config.js` imports its generated API
+ * (`dist/gen`: every model and API class), and so does the package index: +28 MB of heap
+ * and about +50 MB of RSS for a server that only ever lists and watches. So this file
+ * reads kubeconfigs itself, with client-node's own light modules doing the parts whose
+ * semantics matter: `dist/config_types.js` parses the clusters/users/contexts entries
+ * (same field names, same validation errors), `dist/exec_auth.js` runs exec plugins,
+ * `dist/file_auth.js` reads an auth-provider `tokenFile`; `watcher.ts` imports
+ * `dist/watch.js` alone. What we reproduce from `KubeConfig` (config.js 1.4.0):
+ *  - `loadFromFile`: relative `certificate-authority`, `client-certificate` and
+ *    `client-key` paths are made absolute against the kubeconfig's directory;
+ *  - `loadFromDefault`: every file of `$KUBECONFIG` (path-delimiter separated) merged in
+ *    order, a later file's `current-context` winning and a duplicate cluster, user or
+ *    context name being an error (client-node's rules, not kubectl's); else
+ *    `~/.kube/config`; else the in-cluster service account (the WSL lookups client-node
+ *    does on Windows are not reproduced);
+ *  - `loadFromCluster`: `https://` unless the port is 80, 8080 or 8001, IPv6 in brackets;
+ *  - `applyToHTTPSOptions`: CA data/file, client certificate and key data/file (files
+ *    read on every request), `insecure-skip-tls-verify`, `tls-server-name`, `as`
+ *    (Impersonate-User), exec plugins, then `token` (it wins over an exec token, as in
+ *    client-node), basic auth as `opts.auth`; one difference: the cluster's TLS settings
+ *    apply even to a context without a user (client-node then drops even the CA);
+ *  - `applyToFetchOptions` (what `Watch` calls): the same, as fetch options, with basic
+ *    auth turned into an `Authorization: Basic` header.
+ * The YAML is read with the `yaml` package (1.2 core schema, `<<` merge keys on), not
+ * client-node's js-yaml; a missing basic-auth password is empty, not "undefined".
+ *
+ * **The rare and heavy, delegated lazily.** A user with an `auth-provider` other than
+ * `exec` or `tokenFile` (gcp, azure, oidc, anything unknown) and a cluster with a
+ * `proxy-url` are handed to a real client-node `KubeConfig`, made by a dynamic
+ * `import('@kubernetes/client-node')` (started by `loadClientConfig`, awaited by the first
+ * request: about a second) from the same clusters, users and contexts, so its
+ * authenticators, their token refreshes and its proxy agents behave exactly as before;
+ * the shared agent and the channels work on top of it as on our own path. Only those
+ * configurations pay the memory (the old ~+50 MB RSS).
+ *
+ * On top of that, the fixes 1.4.0 needs to run for months:
  *
  *  - **One agent, not one per request.** `KubeConfig.createAgent()` makes a new
  *    http(s).Agent for every request and every watch reconnect (kubernetes-client/
- *    javascript#2893, fixed only in 2.0). We keep the agent it makes and hand that one out
- *    again for as long as the TLS material is the same, so TLS settings come from
- *    client-node itself and the sockets of every request live in one pool that `destroy()`
- *    empties at shutdown. client-node reads CA, certificate and key files on every request:
- *    when they change on disk (a rotated client certificate, a new CA bundle) the next
- *    request gets the fresh agent, and the old one is left to its open requests.
+ *    javascript#2893, fixed only in 2.0). We make one and hand it out again for as long as
+ *    the TLS material is the same (with the delegated KubeConfig: we keep the one it made
+ *    first), so the sockets of every request live in one pool that `destroy()` empties at
+ *    shutdown. CA, certificate and key files are read on every request: when they change
+ *    on disk (a rotated client certificate, a new CA bundle) the next request gets a fresh
+ *    agent, and the old one is left to its open requests.
  *  - **Abandonable requests.** `Watch.watch()` returns its AbortController only once the
  *    response headers arrive, so a watch whose server never answers cannot be aborted
  *    through it. Each list/watch loop talks through its own `Channel`, whose agent view
  *    records every ClientRequest it starts; `abortAll()` destroys them, headers or not.
  *  - **Token files that rotate.** See `token.ts`: the in-cluster token and a kubeconfig
- *    user's `tokenFile` are read by us (stat per request, re-read on change or after a
- *    401), not by client-node's 60-second FileAuth or its read-once `token-file`.
+ *    user's `tokenFile` / `token-file` (relative to the kubeconfig's directory) are read
+ *    by us (stat per request, re-read on change or after a 401), not by client-node's
+ *    60-second FileAuth or its read-once `token-file`.
  *  - **Server URL hygiene.** A trailing `/` on `server` makes client-node request
  *    `//apis/...` (404); an `http://` server is refused unless `skipTLSVerify` is set
  *    (there is no TLS to verify: `kubectl proxy` is the usual case). Both are normalised.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { accessSync, existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
-import { dirname, isAbsolute, join } from 'node:path';
-import { KubeConfig, type Cluster, type User } from '@kubernetes/client-node';
+import https from 'node:https';
+import { isIPv6 } from 'node:net';
+import { delimiter, dirname, isAbsolute, join } from 'node:path';
+import type { Cluster, Context, KubeConfig, User } from '@kubernetes/client-node';
+import { newClusters, newContexts, newUsers } from '@kubernetes/client-node/dist/config_types.js';
+import { ExecAuth } from '@kubernetes/client-node/dist/exec_auth.js';
+import { FileAuth } from '@kubernetes/client-node/dist/file_auth.js';
 import { parse as parseYaml } from 'yaml';
 import { TokenFile } from './token.js';
 
@@ -59,10 +103,25 @@ export function inClusterAvailable(root = '', env: NodeJS.ProcessEnv = process.e
   return Boolean(env['KUBERNETES_SERVICE_HOST']) && Boolean(env['KUBERNETES_SERVICE_PORT']) && existsSync(`${root}${SERVICE_ACCOUNT_DIR}/token`);
 }
 
-type HttpsOptions = Parameters<KubeConfig['applyToHTTPSOptions']>[0];
-type RequestContext = Parameters<KubeConfig['applySecurityAuthentication']>[0];
-type Authenticator = Parameters<KubeConfig['addAuthenticator']>[0];
+type HttpsOptions = https.RequestOptions;
 type AgentLike = http.Agent;
+type Headers = Record<string, unknown>;
+type Authenticator = Parameters<KubeConfig['addAuthenticator']>[0];
+
+/** What `Watch` (dist/watch.js) passes on to node-fetch. */
+export interface FetchOptions {
+  agent: http.Agent | undefined;
+  /** Name/value pairs (node-fetch takes them as a Headers init). */
+  headers: [string, string][];
+  method: string | undefined;
+  timeout: number | undefined;
+}
+
+/** The part of a KubeConfig that client-node's `Watch` uses. */
+export interface WatchConfig {
+  getCurrentCluster(): Cluster | null;
+  applyToFetchOptions(opts: HttpsOptions): Promise<FetchOptions>;
+}
 
 interface TokenSource {
   readonly file: TokenFile;
@@ -82,10 +141,15 @@ export interface ClientDescription {
 }
 
 /**
- * A KubeConfig that shares one agent across all requests and authenticates with
- * rotating token files. Build it with `loadClientConfig()`.
+ * The clusters, users and contexts of a kubeconfig (or of the in-cluster service account),
+ * authenticating with rotating token files and sharing one agent across all requests.
+ * Build it with `loadClientConfig()`.
  */
-export class ClientConfig extends KubeConfig {
+export class ClientConfig implements WatchConfig {
+  clusters: Cluster[] = [];
+  users: User[] = [];
+  contexts: Context[] = [];
+  currentContext = '';
   /** Token files by kubeconfig user name. */
   readonly tokenFiles = new Map<string, TokenSource>();
   source: ClientDescription['source'] = 'default';
@@ -95,37 +159,165 @@ export class ClientConfig extends KubeConfig {
   /** Agents replaced after a TLS material change, kept until shutdown in case requests still use them. */
   readonly #retired = new Set<AgentLike>();
   #closed = false;
+  #exec: ExecAuth | undefined;
+  #fileAuth: FileAuth | undefined;
+  /** client-node's KubeConfig, for what is delegated to it (see the header). */
+  #delegate: Promise<KubeConfig> | undefined;
 
-  constructor() {
-    super();
-    const auth: Authenticator = {
-      isAuthProvider: (user: User) => this.tokenFiles.has(user.name),
-      applyAuthentication: async (user: User, opts: HttpsOptions) => {
-        const src = this.tokenFiles.get(user.name);
-        const token = src?.file.get() ?? src?.fallback;
-        if (token === undefined) return;
-        const o = opts as { headers?: Record<string, unknown> };
-        o.headers ??= {};
-        o.headers['Authorization'] = `Bearer ${token}`;
-      },
-    };
-    this.addAuthenticator(auth);
+  getContexts(): Context[] {
+    return this.contexts;
+  }
+
+  getClusters(): Cluster[] {
+    return this.clusters;
+  }
+
+  getUsers(): User[] {
+    return this.users;
+  }
+
+  getCurrentContext(): string {
+    return this.currentContext;
+  }
+
+  setCurrentContext(name: string): void {
+    this.currentContext = name;
+  }
+
+  getContextObject(name: string): Context | null {
+    return this.contexts.find((c) => c.name === name) ?? null;
+  }
+
+  getCluster(name: string): Cluster | null {
+    return this.clusters.find((c) => c.name === name) ?? null;
+  }
+
+  getUser(name: string): User | null {
+    return this.users.find((u) => u.name === name) ?? null;
+  }
+
+  getCurrentCluster(): Cluster | null {
+    const ctx = this.getContextObject(this.currentContext);
+    return ctx === null ? null : this.getCluster(ctx.cluster);
+  }
+
+  getCurrentUser(): User | null {
+    const ctx = this.getContextObject(this.currentContext);
+    return ctx === null ? null : this.getUser(ctx.user);
+  }
+
+  /**
+   * Why requests go through client-node's own KubeConfig (loaded on first use), or
+   * undefined when they do not: an auth-provider we do not implement, a proxy.
+   */
+  get delegatedFor(): string | undefined {
+    const user = this.getCurrentUser();
+    const ap = user?.authProvider as { name?: unknown; config?: Record<string, unknown> } | null | undefined;
+    // client-node tries azure, gcp, exec, tokenFile, oidc in that order.
+    if (ap && (ap.name === 'azure' || ap.name === 'gcp' || (!isExecProvider(user!) && !isFileProvider(user!)))) {
+      return `auth-provider "${String(ap.name)}"`;
+    }
+    if (this.getCurrentCluster()?.proxyUrl) return 'proxy-url';
+    return undefined;
   }
 
   /** Auth and TLS options for one request, with the shared agent. */
-  override async applyToHTTPSOptions(opts: HttpsOptions): Promise<void> {
+  async applyToHTTPSOptions(opts: HttpsOptions): Promise<void> {
     if (this.#closed) throw new Error('Kubernetes client is closed');
-    await super.applyToHTTPSOptions(opts);
+    if (this.delegatedFor !== undefined) {
+      await this.#applyDelegated(opts);
+      return;
+    }
+    const cluster = this.getCurrentCluster();
+    const user = this.getCurrentUser();
+    applyTls(opts, cluster, user);
+    await this.#applyAuthorization(opts, user);
+    if (user?.username) opts.auth = `${user.username}:${user.password ?? ''}`;
+    const agentOptions = agentOptionsOf(opts);
+    const key = tlsKey(agentOptions, cluster);
+    if (this.#agent === undefined || key !== this.#agentKey) {
+      const agent = createAgent(cluster, agentOptions);
+      if (this.#agent !== undefined) this.#retire(this.#agent);
+      this.#agent = agent;
+      this.#agentKey = key;
+    }
+    opts.agent = this.#agent;
+  }
+
+  /** The same as fetch options (what client-node's `Watch` asks for). */
+  async applyToFetchOptions(opts: HttpsOptions): Promise<FetchOptions> {
+    await this.applyToHTTPSOptions(opts);
+    return fetchOptionsOf(opts);
+  }
+
+  /** client-node's applyAuthorizationHeader, with our token files as the custom authenticator. */
+  async #applyAuthorization(opts: HttpsOptions, user: User | null): Promise<void> {
+    if (user === null) return;
+    opts.headers ??= {};
+    if (isExecProvider(user)) {
+      this.#exec ??= new ExecAuth();
+      await this.#exec.applyAuthentication(user, opts);
+    } else if (isFileProvider(user)) {
+      this.#fileAuth ??= new FileAuth();
+      await this.#fileAuth.applyAuthentication(user, opts);
+    } else {
+      await this.#tokenFileAuth.applyAuthentication(user, opts);
+    }
+    if (user.token) (opts.headers as Headers)['Authorization'] = `Bearer ${user.token}`;
+  }
+
+  readonly #tokenFileAuth: Authenticator = {
+    isAuthProvider: (user: User) => this.tokenFiles.has(user.name),
+    applyAuthentication: async (user: User, opts: HttpsOptions) => {
+      const src = this.tokenFiles.get(user.name);
+      const token = src?.file.get() ?? src?.fallback;
+      if (token === undefined) return;
+      const o = opts as { headers?: Headers };
+      o.headers ??= {};
+      o.headers['Authorization'] = `Bearer ${token}`;
+    },
+  };
+
+  async #applyDelegated(opts: HttpsOptions): Promise<void> {
+    const kc = await this.#kubeConfig();
+    if (this.#closed) throw new Error('Kubernetes client is closed');
+    await kc.applyToHTTPSOptions(opts);
     const o = opts as { agent?: unknown };
     // client-node just built a fresh agent (createAgent). Keep the current one while the
     // TLS material is unchanged; the fresh one has never carried a socket and is dropped.
-    const key = tlsKey(opts);
+    const key = tlsKey(opts as Record<string, unknown>, this.getCurrentCluster());
     if (o.agent instanceof http.Agent && (this.#agent === undefined || key !== this.#agentKey)) {
       if (this.#agent !== undefined) this.#retire(this.#agent);
       this.#agent = o.agent;
       this.#agentKey = key;
     }
     if (this.#agent !== undefined) o.agent = this.#agent;
+  }
+
+  /**
+   * Start loading client-node's KubeConfig now if requests will need it (it takes about a
+   * second), so that the first request does not wait for all of it. Errors surface then.
+   */
+  preload(): void {
+    if (this.delegatedFor !== undefined) this.#kubeConfig().catch(() => undefined);
+  }
+
+  /** A real client-node KubeConfig over the same clusters, users and contexts (loads the package index once). */
+  #kubeConfig(): Promise<KubeConfig> {
+    this.#delegate ??= (async () => {
+      let mod: typeof import('@kubernetes/client-node');
+      try {
+        mod = await import('@kubernetes/client-node');
+      } catch (err) {
+        this.#delegate = undefined;
+        throw new KubeConfigError(`cannot load @kubernetes/client-node (needed for ${this.delegatedFor ?? 'this kubeconfig'}): ${(err as Error).message}`);
+      }
+      const kc = new mod.KubeConfig();
+      kc.loadFromOptions({ clusters: this.clusters, users: this.users, contexts: this.contexts, currentContext: this.currentContext });
+      kc.addAuthenticator(this.#tokenFileAuth);
+      return kc;
+    })();
+    return this.#delegate;
   }
 
   #retire(agent: AgentLike): void {
@@ -136,13 +328,6 @@ export class ClientConfig extends KubeConfig {
       const oldest = this.#retired.values().next().value;
       if (oldest !== undefined) this.#retired.delete(oldest);
     }
-  }
-
-  /** The same for the generated API clients (makeApiClient), should anyone use them. */
-  override async applySecurityAuthentication(context: RequestContext): Promise<void> {
-    if (this.#closed) throw new Error('Kubernetes client is closed');
-    await super.applySecurityAuthentication(context);
-    if (this.#agent !== undefined) context.setAgent(this.#agent);
   }
 
   /** The API server refused our credentials: re-read every token file on the next request. */
@@ -197,14 +382,99 @@ export class ClientConfig extends KubeConfig {
   }
 }
 
+/** client-node's ExecAuth.isAuthProvider (checked before FileAuth, as in KubeConfig). */
+function isExecProvider(user: User): boolean {
+  if (user.exec) return true;
+  const ap = user.authProvider as { name?: unknown; config?: { exec?: unknown } } | null | undefined;
+  if (!ap) return false;
+  return ap.name === 'exec' || Boolean(ap.config?.exec);
+}
+
+/** client-node's FileAuth.isAuthProvider (azure and gcp come first there: they are delegated). */
+function isFileProvider(user: User): boolean {
+  const ap = user.authProvider as { name?: unknown; config?: { tokenFile?: unknown } } | null | undefined;
+  if (!ap || ap.name === 'azure' || ap.name === 'gcp') return false;
+  return Boolean(ap.config?.tokenFile);
+}
+
+/** client-node's applyHTTPSOptions: the cluster's TLS settings and the user's client certificate. */
+function applyTls(opts: HttpsOptions, cluster: Cluster | null, user: User | null): void {
+  if (cluster !== null) {
+    if (cluster.skipTLSVerify) opts.rejectUnauthorized = false;
+    if (cluster.tlsServerName) opts.servername = cluster.tlsServerName;
+    const ca = bufferFromFileOrString(cluster.caFile, cluster.caData);
+    if (ca !== null) opts.ca = ca;
+  }
+  if (user === null) return;
+  const cert = bufferFromFileOrString(user.certFile, user.certData);
+  if (cert !== null) opts.cert = cert;
+  const key = bufferFromFileOrString(user.keyFile, user.keyData);
+  if (key !== null) opts.key = key;
+  if (user.impersonateUser != null) {
+    opts.headers ??= {};
+    (opts.headers as Headers)['Impersonate-User'] = user.impersonateUser;
+  }
+}
+
+function bufferFromFileOrString(file: string | null | undefined, data: string | null | undefined): Buffer | null {
+  if (file) return readFileSync(file);
+  if (data) return Buffer.from(data, 'base64');
+  return null;
+}
+
+const AGENT_OPTIONS = [
+  'ca', 'cert', 'key', 'pfx', 'passphrase', 'timeout', 'servername', 'ciphers', 'honorCipherOrder', 'ecdhCurve',
+  'clientCertEngine', 'crl', 'dhparam', 'secureOptions', 'secureProtocol', 'sessionIdContext',
+] as const;
+
+/** The agent options client-node copies from the request options (applyToHTTPSOptions). */
+function agentOptionsOf(opts: HttpsOptions): Record<string, unknown> {
+  const o = opts as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const k of AGENT_OPTIONS) out[k] = o[k];
+  // Only when configured: otherwise NODE_TLS_REJECT_UNAUTHORIZED decides.
+  if (o['rejectUnauthorized'] !== undefined) out['rejectUnauthorized'] = o['rejectUnauthorized'];
+  return out;
+}
+
+/** client-node's createAgent, minus the proxies (delegated). */
+function createAgent(cluster: Cluster | null, agentOptions: Record<string, unknown>): AgentLike {
+  const server = cluster?.server ?? '';
+  if (server.startsWith('http:')) {
+    if (!cluster?.skipTLSVerify) throw new Error('HTTP protocol is not allowed when skipTLSVerify is not set or false');
+    return new http.Agent(agentOptions as http.AgentOptions);
+  }
+  return new https.Agent(agentOptions as https.AgentOptions);
+}
+
+/** client-node's applyToFetchOptions: headers as pairs (arrays appended, the rest set), basic auth as a header. */
+function fetchOptionsOf(opts: HttpsOptions): FetchOptions {
+  let headers: [string, string][] = [];
+  const set = (name: string, value: string): void => {
+    headers = headers.filter(([n]) => n.toLowerCase() !== name.toLowerCase());
+    headers.push([name, value]);
+  };
+  for (const [key, val] of Object.entries((opts.headers ?? {}) as Headers)) {
+    if (Array.isArray(val)) for (const v of val) headers.push([key, String(v)]);
+    else if (typeof val === 'number' || typeof val === 'string') set(key, String(val));
+  }
+  if (opts.auth) set('Authorization', `Basic ${Buffer.from(opts.auth).toString('base64')}`);
+  return {
+    agent: opts.agent instanceof http.Agent ? opts.agent : undefined,
+    headers,
+    method: opts.method,
+    timeout: opts.timeout,
+  };
+}
+
 /**
- * The requests of one list/watch loop. Its KubeConfig (for client-node's `Watch`) and
- * its `applyToHTTPSOptions` (for our list calls) use the shared agent through a view
- * that records each ClientRequest, so `abortAll()` can destroy a request that never got
- * its response headers — the one thing 1.4.0's Watch gives no handle for.
+ * The requests of one list/watch loop. Its `config` (for client-node's `Watch`) and its
+ * `applyToHTTPSOptions` (for our list calls) use the shared agent through a view that
+ * records each ClientRequest, so `abortAll()` can destroy a request that never got its
+ * response headers — the one thing 1.4.0's Watch gives no handle for.
  */
 export class Channel {
-  readonly config: KubeConfig;
+  readonly config: WatchConfig;
   readonly #parent: ClientConfig;
   readonly #inflight = new Set<http.ClientRequest>();
   #base: AgentLike | undefined;
@@ -212,7 +482,13 @@ export class Channel {
 
   constructor(parent: ClientConfig) {
     this.#parent = parent;
-    this.config = new ChannelConfig(parent, this);
+    this.config = {
+      getCurrentCluster: () => parent.getCurrentCluster(),
+      applyToFetchOptions: async (opts: HttpsOptions) => {
+        await this.applyToHTTPSOptions(opts);
+        return fetchOptionsOf(opts);
+      },
+    };
   }
 
   /** Requests started through this channel and not yet closed. */
@@ -253,35 +529,12 @@ export class Channel {
   }
 }
 
-class ChannelConfig extends KubeConfig {
-  readonly #channel: Channel;
-
-  constructor(parent: ClientConfig, channel: Channel) {
-    super();
-    this.#channel = channel;
-    this.loadFromOptions({
-      clusters: parent.clusters,
-      users: parent.users,
-      contexts: parent.contexts,
-      currentContext: parent.currentContext,
-    });
-  }
-
-  override async applyToHTTPSOptions(opts: HttpsOptions): Promise<void> {
-    await this.#channel.applyToHTTPSOptions(opts);
-  }
-
-  override async applySecurityAuthentication(): Promise<void> {
-    throw new Error('use the parent ClientConfig for generated API clients');
-  }
-}
-
-/** What makes two agents different: the TLS options client-node put in the request options. */
-function tlsKey(opts: HttpsOptions): string {
-  const o = opts as Record<string, unknown>;
+/** What makes two agents different: the TLS options, and http vs https. */
+function tlsKey(opts: Record<string, unknown>, cluster: Cluster | null): string {
   const h = createHash('sha256');
+  h.update(`${cluster?.server.startsWith('http:') ? 'http' : 'https'}\0`);
   for (const k of ['ca', 'cert', 'key', 'pfx', 'passphrase', 'servername', 'rejectUnauthorized']) {
-    const v = o[k];
+    const v = opts[k];
     h.update(`${k}:`);
     if (Buffer.isBuffer(v) || typeof v === 'string') h.update(v);
     else if (Array.isArray(v)) for (const x of v) h.update(Buffer.isBuffer(x) || typeof x === 'string' ? x : String(x));
@@ -295,38 +548,134 @@ function fail(msg: string): never {
   throw new KubeConfigError(msg);
 }
 
+/** One kubeconfig file, parsed. */
+interface Parsed {
+  clusters: Cluster[];
+  users: User[];
+  contexts: Context[];
+  currentContext: string | undefined;
+  /** Users with a token file: absolute path, and the static `token` to fall back on. */
+  tokenFiles: Map<string, { path: string; token: string | undefined }>;
+}
+
+/**
+ * client-node's loadFromFile: its own entry parsing (config_types.js) and relative
+ * cert/key/CA paths made absolute against the file's directory. `tokenFile` (client-go's
+ * name) and `token-file` (client-node's) are taken out of the user before client-node
+ * would read them once, and become rotating token files relative to the same directory.
+ */
+function parseKubeconfigFile(file: string): Parsed {
+  return parseKubeconfig(readFileSync(file, 'utf8'), dirname(file));
+}
+
+function parseKubeconfig(text: string, dir: string): Parsed {
+  const doc: unknown = parseYaml(text, { merge: true });
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new Error('not a kubeconfig (the document is empty or not a mapping)');
+  const obj = doc as Record<string, unknown>;
+  const tokenFiles = new Map<string, { path: string; token: string | undefined }>();
+  const rawUsers = Array.isArray(obj['users'])
+    ? (obj['users'] as unknown[]).map((u) => {
+        const entry = u as { name?: unknown; user?: Record<string, unknown> | null } | null;
+        const user = entry?.user;
+        if (entry === null || typeof entry !== 'object' || user === null || typeof user !== 'object') return u;
+        const file = user['tokenFile'] ?? user['token-file'];
+        if (typeof entry.name !== 'string' || typeof file !== 'string' || file === '') return u;
+        const token = typeof user['token'] === 'string' && user['token'] !== '' ? user['token'] : undefined;
+        tokenFiles.set(entry.name, { path: isAbsolute(file) ? file : join(dir, file), token });
+        const { tokenFile: _a, 'token-file': _b, ...rest } = user;
+        return { ...entry, user: rest };
+      })
+    : obj['users'];
+  const parsed: Parsed = {
+    clusters: newClusters(obj['clusters']),
+    users: newUsers(rawUsers),
+    contexts: newContexts(obj['contexts']),
+    currentContext: typeof obj['current-context'] === 'string' ? obj['current-context'] : undefined,
+    tokenFiles,
+  };
+  // makePathsAbsolute
+  for (const c of parsed.clusters) if (c.caFile) c.caFile = absolute(dir, c.caFile);
+  for (const u of parsed.users) {
+    if (u.certFile) u.certFile = absolute(dir, u.certFile);
+    if (u.keyFile) u.keyFile = absolute(dir, u.keyFile);
+  }
+  return parsed;
+}
+
+function absolute(root: string, file: string): string {
+  return !root || isAbsolute(file) ? file : join(root, file);
+}
+
+/** client-node's mergeConfig (preserveContext false): later current-context wins, duplicate names are errors. */
+function merge(into: Parsed, from: Parsed): void {
+  if (from.currentContext) into.currentContext = from.currentContext;
+  const add = <T extends { name: string }>(list: T[], items: T[], what: string): void => {
+    for (const item of items) {
+      if (list.some((x) => x.name === item.name)) throw new Error(`Duplicate ${what}: ${item.name}`);
+      list.push(item);
+    }
+  };
+  add(into.clusters, from.clusters, 'cluster');
+  add(into.users, from.users, 'user');
+  add(into.contexts, from.contexts, 'context');
+  for (const [k, v] of from.tokenFiles) if (!into.tokenFiles.has(k)) into.tokenFiles.set(k, v);
+}
+
+/** client-node's findHomeDir, without the Windows registry of fallbacks beyond the obvious. */
+function homeDir(): string | undefined {
+  const candidates = process.platform === 'win32'
+    ? [process.env['HOME'], process.env['USERPROFILE'], process.env['HOMEDRIVE'] && process.env['HOMEPATH'] ? join(process.env['HOMEDRIVE'], process.env['HOMEPATH']) : undefined]
+    : [process.env['HOME']];
+  for (const dir of candidates) {
+    if (!dir) continue;
+    try {
+      accessSync(dir);
+      return dir;
+    } catch {
+      // next
+    }
+  }
+  return undefined;
+}
+
+/** client-node's loadFromCluster, with the checks that make a missing service account a clear error. */
+function inClusterConfig(root: string): { parsed: Parsed; tokenPath: string } {
+  const env = process.env;
+  const host = env['KUBERNETES_SERVICE_HOST'];
+  const port = env['KUBERNETES_SERVICE_PORT'];
+  if (!host || !port) {
+    fail('in-cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set (not running in a pod?)');
+  }
+  const tokenPath = `${root}${SERVICE_ACCOUNT_DIR}/token`;
+  const caPath = `${root}${SERVICE_ACCOUNT_DIR}/ca.crt`;
+  for (const p of [tokenPath, caPath]) if (!existsSync(p)) fail(`in-cluster: ${p} does not exist (no service account mounted?)`);
+  const scheme = port === '80' || port === '8080' || port === '8001' ? 'http' : 'https';
+  const serverHost = isIPv6(host) ? `[${host}]` : host;
+  const nsPath = `${root}${SERVICE_ACCOUNT_DIR}/namespace`;
+  let namespace: string | undefined;
+  try {
+    namespace = readFileSync(nsPath, 'utf8');
+  } catch {
+    namespace = undefined;
+  }
+  const parsed: Parsed = {
+    clusters: [{ name: 'inCluster', caFile: caPath, server: `${scheme}://${serverHost}:${port}`, skipTLSVerify: false }],
+    // client-node's user has a FileAuth auth-provider; ours reads the token through TokenFile.
+    users: [{ name: 'inClusterUser' }],
+    contexts: [{ cluster: 'inCluster', name: 'inClusterContext', user: 'inClusterUser', namespace }],
+    currentContext: 'inClusterContext',
+    tokenFiles: new Map([['inClusterUser', { path: tokenPath, token: undefined }]]),
+  };
+  return { parsed, tokenPath };
+}
+
 /** Strip trailing slashes; http:// needs skipTLSVerify in client-node (there is no TLS). */
-function normaliseClusters(kc: KubeConfig): void {
-  kc.clusters = kc.clusters.map((c: Cluster) => {
+function normaliseClusters(clusters: Cluster[]): Cluster[] {
+  return clusters.map((c: Cluster) => {
     const server = c.server.replace(/\/+$/, '');
     const plain = server.startsWith('http://');
     return { ...c, server, skipTLSVerify: plain ? true : c.skipTLSVerify };
   });
-}
-
-interface RawUser {
-  name?: unknown;
-  user?: { tokenFile?: unknown; 'token-file'?: unknown; token?: unknown } | null;
-}
-
-/** Kubeconfig users with a token file (client-go's `tokenFile`; client-node's `token-file`). */
-function tokenFilesOf(text: string, dir: string): Map<string, { path: string; token: string | undefined }> {
-  const out = new Map<string, { path: string; token: string | undefined }>();
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch {
-    return out; // client-node already parsed it; a YAML it accepts but we do not is not our business.
-  }
-  const users = (doc as { users?: unknown } | null)?.users;
-  if (!Array.isArray(users)) return out;
-  for (const u of users as RawUser[]) {
-    const file = u.user?.tokenFile ?? u.user?.['token-file'];
-    if (typeof u.name !== 'string' || typeof file !== 'string' || file === '') continue;
-    const token = typeof u.user?.token === 'string' && u.user.token !== '' ? u.user.token : undefined;
-    out.set(u.name, { path: isAbsolute(file) ? file : join(dir, file), token });
-  }
-  return out;
 }
 
 /**
@@ -337,6 +686,7 @@ function tokenFilesOf(text: string, dir: string): Map<string, { path: string; to
 export function loadClientConfig(opts: ClientConfigOptions): ClientConfig {
   const kc = new ClientConfig();
   const root = opts.inClusterRoot ?? '';
+  let parsed: Parsed;
   if (opts.kubeconfig !== undefined) {
     let text: string;
     try {
@@ -345,38 +695,48 @@ export function loadClientConfig(opts: ClientConfigOptions): ClientConfig {
       fail(`kubeconfig ${opts.kubeconfig}: cannot read it: ${(err as Error).message}`);
     }
     try {
-      kc.loadFromFile(opts.kubeconfig);
+      parsed = parseKubeconfig(text, dirname(opts.kubeconfig));
     } catch (err) {
       fail(`kubeconfig ${opts.kubeconfig}: ${(err as Error).message}`);
     }
     kc.source = 'kubeconfig';
-    for (const [name, tf] of tokenFilesOf(text, dirname(opts.kubeconfig))) {
-      kc.tokenFiles.set(name, { file: new TokenFile(tf.path), fallback: tf.token });
-    }
   } else if (opts.inCluster === true) {
-    const env = process.env;
-    if (!env['KUBERNETES_SERVICE_HOST'] || !env['KUBERNETES_SERVICE_PORT']) {
-      fail('in-cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set (not running in a pod?)');
-    }
-    const tokenPath = `${root}${SERVICE_ACCOUNT_DIR}/token`;
-    const caPath = `${root}${SERVICE_ACCOUNT_DIR}/ca.crt`;
-    for (const p of [tokenPath, caPath]) if (!existsSync(p)) fail(`in-cluster: ${p} does not exist (no service account mounted?)`);
-    kc.loadFromCluster(root);
+    parsed = inClusterConfig(root).parsed;
     kc.source = 'in-cluster';
-    const user = kc.getCurrentUser();
-    if (user !== null) {
-      kc.tokenFiles.set(user.name, { file: new TokenFile(tokenPath), fallback: undefined });
-    }
   } else {
-    try {
-      kc.loadFromDefault();
-    } catch (err) {
-      fail(`kubeconfig: ${(err as Error).message}`);
+    const files = (process.env['KUBECONFIG'] ?? '').split(delimiter).filter((f) => f !== '');
+    const home = homeDir();
+    const homeConfig = home === undefined ? undefined : join(home, '.kube', 'config');
+    if (files.length > 0) {
+      try {
+        parsed = parseKubeconfigFile(files[0]!);
+        for (const f of files.slice(1)) merge(parsed, parseKubeconfigFile(f));
+      } catch (err) {
+        fail(`kubeconfig: ${(err as Error).message}`);
+      }
+    } else if (homeConfig !== undefined && existsSync(homeConfig)) {
+      try {
+        parsed = parseKubeconfigFile(homeConfig);
+      } catch (err) {
+        fail(`kubeconfig: ${(err as Error).message}`);
+      }
+    } else if (existsSync(`${SERVICE_ACCOUNT_DIR}/token`)) {
+      parsed = inClusterConfig('').parsed;
+    } else {
+      fail('no kubeconfig found ($KUBECONFIG, ~/.kube/config) and not running in a pod: give --kubeconfig or --in-cluster');
     }
-    const server = kc.getCurrentCluster()?.server;
+    const ctx = parsed.contexts.find((c) => c.name === parsed.currentContext);
+    const server = ctx === undefined ? undefined : parsed.clusters.find((c) => c.name === ctx.cluster)?.server;
     if (server === undefined || server === 'http://localhost:8080') {
       fail('no kubeconfig found ($KUBECONFIG, ~/.kube/config) and not running in a pod: give --kubeconfig or --in-cluster');
     }
+  }
+  kc.clusters = parsed.clusters;
+  kc.users = parsed.users;
+  kc.contexts = parsed.contexts;
+  kc.currentContext = parsed.currentContext ?? '';
+  for (const [name, tf] of parsed.tokenFiles) {
+    kc.tokenFiles.set(name, { file: new TokenFile(tf.path), fallback: tf.token });
   }
   if (opts.context !== undefined) {
     if (kc.getContextObject(opts.context) === null) {
@@ -386,15 +746,16 @@ export function loadClientConfig(opts: ClientConfigOptions): ClientConfig {
     kc.setCurrentContext(opts.context);
   }
   if (kc.getCurrentCluster() === null) {
-    fail(`kubeconfig: the current context "${kc.getCurrentContext() ?? ''}" names no cluster`);
+    fail(`kubeconfig: the current context "${kc.getCurrentContext()}" names no cluster`);
   }
-  normaliseClusters(kc);
-  // Users with a token file: drop what would override it (the read-once `token-file`
-  // content client-node put in `token`, the in-cluster FileAuth provider).
+  kc.clusters = normaliseClusters(kc.clusters);
+  // Users with a token file: drop what would override it (a static `token`, kept as the
+  // fallback while the file is unreadable; an auth-provider).
   kc.users = kc.users.map((u: User) => {
     if (!kc.tokenFiles.has(u.name)) return u;
     const { token: _t, authProvider: _a, ...rest } = u;
     return rest as User;
   });
+  kc.preload();
   return kc;
 }

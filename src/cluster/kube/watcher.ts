@@ -31,7 +31,9 @@
  * propagated (in 1.4.0's Watch it would be swallowed silently, in its informer it becomes
  * an unhandled rejection that kills the process).
  */
-import { Watch } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
+// Not the package index: that loads the generated API (tens of MB) for nothing (see config.ts).
+import { Watch } from '@kubernetes/client-node/dist/watch.js';
 import type { ClusterObject } from '../model.js';
 import { objectKey } from '../model.js';
 import { objectRef, toClusterObject } from '../convert.js';
@@ -400,7 +402,8 @@ export class ResourceWatcher {
       };
       let started: Promise<AbortController>;
       try {
-        started = new Watch(channel.config).watch(spec.path, query, onEvent, onDone);
+        // Watch uses only getCurrentCluster() and applyToFetchOptions() of its config.
+        started = new Watch(channel.config as unknown as KubeConfig).watch(spec.path, query, onEvent, onDone);
       } catch (err) {
         finish('error', asError(err));
         return;
