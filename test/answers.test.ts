@@ -121,6 +121,18 @@ const cases: Case[] = [
       `web-0.hdls1.testns.svc.${Z}. 5 IN AAAA 5678:abcd::2`,
     ],
   },
+  // Endpoint names are answered on demand below the service name: the label must be
+  // exactly the dashed canonical address or a known hostname; nothing exists below them.
+  { q: `172-0-0-2.hdls1.testns.svc.${Z}`, type: 'A', rcode: 'NOERROR', answer: [`172-0-0-2.hdls1.testns.svc.${Z}. 5 IN A 172.0.0.2`] },
+  { q: `172-0-0-2.hdls1.testns.svc.${Z}`, type: 'AAAA', ...NODATA },
+  { q: `172-0-0-2.hdls1.testns.svc.${Z}`, type: 'TXT', ...NODATA },
+  { q: `172-000-0-2.hdls1.testns.svc.${Z}`, type: 'A', ...NX },
+  { q: `172-0-0-9.hdls1.testns.svc.${Z}`, type: 'A', ...NX },
+  { q: `172-0-0-3.hdls1.testns.svc.${Z}`, type: 'A', ...NX }, // known as web-0, not by its address
+  { q: `x.172-0-0-2.hdls1.testns.svc.${Z}`, type: 'A', ...NX },
+  { q: `5678-abcd--1.hdls1.testns.svc.${Z}`, type: 'AAAA', rcode: 'NOERROR', answer: [`5678-abcd--1.hdls1.testns.svc.${Z}. 5 IN AAAA 5678:abcd::1`] },
+  { q: `5678-abcd-0-0-0-0-0-1.hdls1.testns.svc.${Z}`, type: 'AAAA', ...NX },
+  { q: `web-0.hdls1.testns.svc.${Z}`, type: 'ANY', rcode: 'NOERROR', answer: [`web-0.hdls1.testns.svc.${Z}. 5 IN A 172.0.0.3`] },
   // H2: no ready endpoint → NXDOMAIN; publishNotReadyAddresses serves not-ready ones
   { q: `hdls-empty.testns.svc.${Z}`, type: 'A', ...NX },
   { q: `_http._tcp.hdls-empty.testns.svc.${Z}`, type: 'SRV', ...NX },

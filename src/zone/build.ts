@@ -6,9 +6,9 @@
 import { Type } from '../dns/constants.js';
 import { dashedIP } from '../dns/ip.js';
 import { addressRR, type RR } from '../dns/rr.js';
-import type { EndpointSlice, Service } from '../cluster/model.js';
-import { exists, type RecordSet } from './table.js';
-import type { ReverseEntry } from './reverse.js';
+import type { EndpointSlice, Service, ServicePort } from '../cluster/model.js';
+import { EndpointNames } from './endpoints.js';
+import { exists, type RecordSet, type TypeEntry } from './table.js';
 
 export type PodsMode = 'disabled' | 'insecure' | 'verified';
 
@@ -27,6 +27,8 @@ export interface ZoneOptions {
 export interface ServedEndpoint {
   readonly name: string;
   readonly ip: string;
+  /** The name is the dashed address (no usable hostname or pod name). */
+  readonly dashed: boolean;
   readonly ports: EndpointSlice['ports'];
 }
 
@@ -38,11 +40,16 @@ export function endpointName(
   ip: string,
   endpointPodNames: boolean,
 ): string {
+  return endpointLabel(ep, endpointPodNames) ?? dashedIP(ip);
+}
+
+/** The hostname or (with endpointPodNames) pod name label; undefined: the dashed address. */
+function endpointLabel(ep: EndpointSlice['endpoints'][number], endpointPodNames: boolean): string | undefined {
   const host = ep.hostname?.toLowerCase();
   if (host !== undefined && LABEL.test(host)) return host;
   const pod = ep.podName?.toLowerCase();
   if (endpointPodNames && pod !== undefined && pod.length < 64 && LABEL.test(pod)) return pod;
-  return dashedIP(ip);
+  return undefined;
 }
 
 /**
@@ -62,11 +69,12 @@ export function servedEndpoints(svc: Service, slices: readonly EndpointSlice[], 
     for (const ep of slice.endpoints) {
       if (!ep.conditions.ready && !svc.publishNotReadyAddresses) continue;
       for (const ip of ep.addresses) {
-        const name = endpointName(ep, ip, opts.endpointPodNames);
+        const label = endpointLabel(ep, opts.endpointPodNames);
+        const name = label ?? dashedIP(ip);
         const k = `${name}|${ip}`;
         if (seen.has(k)) continue;
         seen.add(k);
-        out.push({ name, ip, ports: slice.ports });
+        out.push({ name, ip, dashed: label === undefined, ports: slice.ports });
       }
     }
   }
@@ -75,88 +83,93 @@ export function servedEndpoints(svc: Service, slices: readonly EndpointSlice[], 
 
 export interface ServiceRecords {
   readonly forward: RecordSet[];
-  readonly reverse: ReverseEntry[];
+  /** What the service contributes to the reverse tree; undefined: nothing. */
+  readonly ptr: PtrSource | undefined;
+}
+
+/**
+ * A service's PTR data (spec §2.3.3, §2.4.3), read by the ReverseIndex per query: its
+ * ClusterIPs point at the service name (exclusive, rank -1); endpoint addresses point at
+ * their endpoint names (merged across services, rank 0).
+ */
+export interface PtrSource {
+  readonly base: string;
+  readonly clusterIPs: readonly string[];
+  readonly endpoints: EndpointNames | undefined;
 }
 
 /**
  * Records of one service in `zone`. Empty when the service has no name at all
  * (headless with no ready endpoint: NXDOMAIN per spec §2.4.1; ExternalName with an IP;
  * `ignoreEmptyService` with no ready endpoint).
+ *
+ * What grows with the endpoints is built on demand: endpoint names are an
+ * EndpointNames directory below the service name, and the service's address and SRV
+ * sets are `build` thunks over the (immutable) store objects, run when first asked.
  */
 export function serviceRecords(zone: string, svc: Service, slices: readonly EndpointSlice[], opts: ZoneOptions): ServiceRecords {
   const base = `${svc.name}.${svc.namespace}.svc.${zone}`;
   const ttl = opts.ttl;
   const forward: RecordSet[] = [];
-  const reverse: ReverseEntry[] = [];
 
   if (svc.type === 'ExternalName') {
     const target = svc.externalName;
     // CoreDNS only CNAMEs hostnames; an IP externalName has no record (coredns#2324).
     if (target === undefined || target === '' || /^[0-9.]+$/.test(target) || target.includes(':')) {
-      return { forward, reverse };
+      return { forward, ptr: undefined };
     }
     forward.push({ name: base, type: Type.CNAME, rrs: [{ name: base, type: Type.CNAME, ttl, target }] });
-    return { forward, reverse };
+    return { forward, ptr: undefined };
   }
 
   const eps = opts.noEndpoints ? [] : servedEndpoints(svc, slices, opts);
-  // One record object per (name, address), shared by the endpoint's own set and the
-  // SRV additional sections that name it: at 150k endpoints copies cost tens of MB.
-  const rrCache = new Map<string, RR>();
-  const addr = (name: string, ip: string): RR => {
-    const k = `${name}|${ip}`;
-    let rr = rrCache.get(k);
-    if (rr === undefined) rrCache.set(k, (rr = addressRR(name, ttl, ip)));
-    return rr;
-  };
+  // The lazy sets recompute the served endpoints from the same store objects when asked.
+  const served = (): ServedEndpoint[] => (opts.noEndpoints ? [] : servedEndpoints(svc, slices, opts));
 
   if (svc.headless) {
-    if (eps.length === 0) return { forward, reverse };
+    if (eps.length === 0) return { forward, ptr: undefined };
     // §2.4.1: one A/AAAA per ready address, de-duplicated by IP.
-    forward.push(...addressSets(base, uniqueIPs(eps.map((e) => e.ip)), addr));
-    forward.push(...headlessSrv(base, ttl, eps, addr));
+    forward.push(...addressSets(base, ttl, uniqueIPs(eps.map((e) => e.ip))));
+    forward.push(...headlessSrv(base, ttl, eps, served));
   } else {
-    if (svc.clusterIPs.length === 0) return { forward, reverse };
-    if (opts.ignoreEmptyService && eps.length === 0) return { forward, reverse };
-    forward.push(...addressSets(base, svc.clusterIPs, addr));
-    forward.push(...clusterIPSrv(base, ttl, svc, addr));
-    // §2.3.3; rank -1: a ClusterIP's PTR is exclusive and wins over endpoint PTRs.
-    for (const ip of svc.clusterIPs) reverse.push({ ip, target: base, rank: -1 });
+    if (svc.clusterIPs.length === 0) return { forward, ptr: undefined };
+    if (opts.ignoreEmptyService && eps.length === 0) return { forward, ptr: undefined };
+    forward.push(...addressSets(base, ttl, svc.clusterIPs));
+    forward.push(...clusterIPSrv(base, ttl, svc));
   }
 
   // Endpoint names (spec §2.4.1 for headless; CoreDNS also serves them under ClusterIP services).
-  const byName = new Map<string, string[]>();
-  for (const e of eps) {
-    let l = byName.get(e.name);
-    if (l === undefined) byName.set(e.name, (l = []));
-    if (!l.includes(e.ip)) l.push(e.ip);
+  let names: EndpointNames | undefined;
+  if (eps.length > 0) {
+    names = new EndpointNames(base, ttl);
+    for (const e of eps) names.add(e.name, e.ip, e.dashed);
+    forward.push({ name: base, type: 0, rrs: [], children: names });
   }
-  for (const [name, ips] of byName) {
-    const fq = `${name}.${base}`;
-    forward.push(...addressSets(fq, ips, addr));
-    // §2.4.3, and CoreDNS's PTR for endpoints of any service (rank 0: merged).
-    for (const ip of ips) reverse.push({ ip, target: fq, rank: 0 });
-  }
-  return { forward, reverse };
+  // §2.3.3: a ClusterIP's PTR is exclusive and wins over endpoint PTRs; §2.4.3 and
+  // CoreDNS: endpoint PTRs for endpoints of any service.
+  return { forward, ptr: { base, clusterIPs: svc.headless ? [] : svc.clusterIPs, endpoints: names } };
 }
-
-type AddrRR = (name: string, ip: string) => RR;
 
 function uniqueIPs(ips: string[]): string[] {
   return [...new Set(ips)];
 }
 
-/** A and AAAA sets at `name` (an absent family makes no set: NODATA for that type). */
-function addressSets(name: string, ips: readonly string[], addr: AddrRR): RecordSet[] {
-  const a: RR[] = [];
-  const aaaa: RR[] = [];
-  for (const ip of ips) {
-    const rr = addr(name, ip);
-    (rr.type === Type.A ? a : aaaa).push(rr);
-  }
+/**
+ * A and AAAA sets at `name` (an absent family makes no set: NODATA for that type).
+ * Beyond a few addresses the records are built when first asked.
+ */
+function addressSets(name: string, ttl: number, ips: readonly string[]): RecordSet[] {
+  const v4 = ips.filter((ip) => !ip.includes(':'));
+  const v6 = ips.filter((ip) => ip.includes(':'));
   const out: RecordSet[] = [];
-  if (a.length > 0) out.push({ name, type: Type.A, rrs: a });
-  if (aaaa.length > 0) out.push({ name, type: Type.AAAA, rrs: aaaa });
+  for (const [type, group] of [
+    [Type.A, v4],
+    [Type.AAAA, v6],
+  ] as const) {
+    if (group.length === 0) continue;
+    if (group.length <= 2) out.push({ name, type, rrs: group.map((ip) => addressRR(name, ttl, ip)) });
+    else out.push({ name, type, rrs: [], build: () => ({ rrs: group.map((ip) => addressRR(name, ttl, ip)), extra: [] }) });
+  }
   if (out.length === 0) out.push(exists(name));
   return out;
 }
@@ -175,72 +188,99 @@ function protoLabel(p: string): string {
 }
 
 /** §2.3.2: `_port._proto.svc` → `0 w port svc.ns.svc.zone.`; the bare name lists every port. */
-function clusterIPSrv(base: string, ttl: number, svc: Service, addr: AddrRR): RecordSet[] {
+function clusterIPSrv(base: string, ttl: number, svc: Service): RecordSet[] {
   const out: RecordSet[] = [];
   if (svc.ports.length === 0) return out;
-  const extra = svc.clusterIPs.map((ip) => addr(base, ip));
   const perIP = svc.clusterIPs.length;
-  const named = new Map<string, typeof svc.ports>();
+  const named = new Map<string, ServicePort[]>();
   for (const p of svc.ports) {
     if (p.name === '') continue;
     const n = `_${p.name.toLowerCase()}.${protoLabel(p.protocol)}.${base}`;
     named.set(n, [...(named.get(n) ?? []), p]);
   }
-  const make = (name: string, ports: typeof svc.ports): RecordSet => {
-    const w = srvWeight(ports.length * perIP);
-    const seen = new Set<number>();
-    const rrs: RR[] = [];
-    for (const p of ports) {
-      if (seen.has(p.port)) continue;
-      seen.add(p.port);
-      rrs.push({ name, type: Type.SRV, ttl, srv: { priority: 0, weight: w, port: p.port, target: base } });
-    }
-    return { name, type: Type.SRV, rrs, extra };
-  };
+  const make = (name: string, ports: readonly ServicePort[]): RecordSet => ({
+    name,
+    type: Type.SRV,
+    rrs: [],
+    build: () => {
+      const w = srvWeight(ports.length * perIP);
+      const seen = new Set<number>();
+      const rrs: RR[] = [];
+      for (const p of ports) {
+        if (seen.has(p.port)) continue;
+        seen.add(p.port);
+        rrs.push({ name, type: Type.SRV, ttl, srv: { priority: 0, weight: w, port: p.port, target: base } });
+      }
+      return { rrs, extra: svc.clusterIPs.map((ip) => addressRR(base, ttl, ip)) };
+    },
+  });
   for (const [n, ports] of named) out.push(make(n, ports));
   out.push(make(base, svc.ports));
   return out;
 }
 
-/** §2.4.2: one SRV per distinct (endpoint name, port), targets' addresses as additional. */
-function headlessSrv(base: string, ttl: number, eps: readonly ServedEndpoint[], addr: AddrRR): RecordSet[] {
+/**
+ * §2.4.2: one SRV per distinct (endpoint name, port), targets' addresses as additional.
+ * Which SRV names exist is decided now (from the ports of the slices that have served
+ * endpoints); their records are built when asked.
+ */
+function headlessSrv(base: string, ttl: number, eps: readonly ServedEndpoint[], served: () => ServedEndpoint[]): RecordSet[] {
+  const names = new Set<string>();
+  let any = false;
+  const seenPorts = new Set<ServedEndpoint['ports']>();
+  for (const e of eps) {
+    if (seenPorts.has(e.ports)) continue;
+    seenPorts.add(e.ports);
+    for (const p of e.ports) {
+      if (p.port < 1) continue;
+      any = true;
+      if (p.name !== '') names.add(srvName(p, base));
+    }
+  }
+  const make = (name: string, only: string | undefined): RecordSet => ({
+    name,
+    type: Type.SRV,
+    rrs: [],
+    build: () => srvSet(name, base, ttl, served(), only),
+  });
+  const out: RecordSet[] = [];
+  for (const n of names) out.push(make(n, n));
+  if (any) out.push(make(base, undefined));
+  return out;
+}
+
+function srvName(p: { name: string; protocol: string }, base: string): string {
+  return `_${p.name.toLowerCase()}.${protoLabel(p.protocol)}.${base}`;
+}
+
+/** The SRV set at `name`: every (endpoint, port) candidate, or only ports named `only`. */
+function srvSet(name: string, base: string, ttl: number, eps: readonly ServedEndpoint[], only: string | undefined): TypeEntry {
   type Cand = { ep: ServedEndpoint; port: number };
-  const named = new Map<string, Cand[]>();
-  const all: Cand[] = [];
+  const cands: Cand[] = [];
   for (const e of eps) {
     for (const p of e.ports) {
       if (p.port < 1) continue;
-      all.push({ ep: e, port: p.port });
-      if (p.name === '') continue;
-      const n = `_${p.name.toLowerCase()}.${protoLabel(p.protocol)}.${base}`;
-      let l = named.get(n);
-      if (l === undefined) named.set(n, (l = []));
-      l.push({ ep: e, port: p.port });
+      if (only !== undefined && (p.name === '' || srvName(p, base) !== only)) continue;
+      cands.push({ ep: e, port: p.port });
     }
   }
-  const make = (name: string, cands: Cand[]): RecordSet => {
-    const w = srvWeight(cands.length);
-    const seen = new Set<string>();
-    const rrs: RR[] = [];
-    const extra: RR[] = [];
-    const seenExtra = new Set<string>();
-    for (const c of cands) {
-      const target = `${c.ep.name}.${base}`;
-      const k = `${target}|${c.port}`;
-      if (!seen.has(k)) {
-        seen.add(k);
-        rrs.push({ name, type: Type.SRV, ttl, srv: { priority: 0, weight: w, port: c.port, target } });
-      }
-      const ke = `${target}|${c.ep.ip}`;
-      if (!seenExtra.has(ke)) {
-        seenExtra.add(ke);
-        extra.push(addr(target, c.ep.ip));
-      }
+  const w = srvWeight(cands.length);
+  const seen = new Set<string>();
+  const rrs: RR[] = [];
+  const extra: RR[] = [];
+  const seenExtra = new Set<string>();
+  for (const c of cands) {
+    const target = `${c.ep.name}.${base}`;
+    const k = `${target}|${c.port}`;
+    if (!seen.has(k)) {
+      seen.add(k);
+      rrs.push({ name, type: Type.SRV, ttl, srv: { priority: 0, weight: w, port: c.port, target } });
     }
-    return { name, type: Type.SRV, rrs, extra };
-  };
-  const out: RecordSet[] = [];
-  for (const [n, cands] of named) out.push(make(n, cands));
-  if (all.length > 0) out.push(make(base, all));
-  return out;
+    const ke = `${target}|${c.ep.ip}`;
+    if (!seenExtra.has(ke)) {
+      seenExtra.add(ke);
+      extra.push(addressRR(target, ttl, c.ep.ip));
+    }
+  }
+  return { rrs, extra };
 }

@@ -1,8 +1,9 @@
 /**
- * ReverseIndex: PTR data (spec §2.3.3, §2.4.3) kept as address → targets, not as
- * precomputed in-addr.arpa/ip6.arpa names. A query's reverse name is turned back into
- * an address (one parse) and looked up; at 150k endpoints this saves the name string,
- * node, record set and record objects per address (about 60 MB).
+ * ReverseIndex: PTR data (spec §2.3.3, §2.4.3) kept as address → owning services, not
+ * as precomputed in-addr.arpa/ip6.arpa names. A query's reverse name is turned back into
+ * an address (one parse) and looked up, and the targets are made from the owner's
+ * PtrSource (its service name, its endpoint names): per address the index holds one Map
+ * slot, no name string, record or object (at 150k endpoints, ~60 MB less than names).
  *
  * The ancestors of known addresses (`0.244.10.in-addr.arpa`) are counted so that,
  * inside an authoritative reverse zone, they answer NODATA rather than NXDOMAIN.
@@ -10,26 +11,23 @@
 import { Type } from '../dns/constants.js';
 import { reverseName, reverseToIP } from '../dns/ip.js';
 import type { RR } from '../dns/rr.js';
+import type { PtrSource } from './build.js';
 import type { TypeEntry } from './table.js';
 
-export interface ReverseEntry {
-  /** Canonical address text. */
-  readonly ip: string;
-  /** The name the PTR points to. */
-  readonly target: string;
-  /** -1: a ClusterIP (exclusive, wins over endpoint names); 0: an endpoint name (merged). */
-  readonly rank: number;
-}
-
+/** One owner's PTR data, shared by every address it covers (no object per address). */
 interface Ref {
   readonly owner: string;
-  readonly target: string;
-  readonly rank: number;
+  readonly src: PtrSource;
+}
+
+interface Owned {
+  readonly ref: Ref;
+  readonly ips: readonly string[];
 }
 
 export class ReverseIndex {
   readonly #byIP = new Map<string, Ref | Ref[]>();
-  readonly #byOwner = new Map<string, readonly ReverseEntry[]>();
+  readonly #byOwner = new Map<string, Owned>();
   readonly #ancestors = new Map<string, number>();
   /** TTL of served PTR records (the zone's `ttl`). */
   ttl = 5;
@@ -42,16 +40,18 @@ export class ReverseIndex {
     return this.#byOwner.keys();
   }
 
-  /** Replace what `owner` contributes (empty: remove it). */
-  set(owner: string, entries: readonly ReverseEntry[]): void {
+  /** Replace what `owner` contributes (undefined: remove it). */
+  set(owner: string, src: PtrSource | undefined): void {
     const old = this.#byOwner.get(owner);
-    if (old !== undefined) for (const e of old) this.#remove(owner, e.ip);
-    if (entries.length === 0) {
+    if (old !== undefined) for (const ip of old.ips) this.#remove(owner, ip);
+    const ips = src === undefined ? [] : addressesOf(src);
+    if (src === undefined || ips.length === 0) {
       this.#byOwner.delete(owner);
       return;
     }
-    this.#byOwner.set(owner, entries);
-    for (const e of entries) this.#add({ owner, target: e.target, rank: e.rank }, e.ip);
+    const ref: Ref = { owner, src };
+    this.#byOwner.set(owner, { ref, ips });
+    for (const ip of ips) this.#add(ref, ip);
   }
 
   /** Whether a reverse name exists: a known address or an ancestor of one. */
@@ -66,15 +66,24 @@ export class ReverseIndex {
     const refs = this.#byIP.get(ip);
     if (refs === undefined) return undefined;
     const list = Array.isArray(refs) ? [...refs].sort((a, b) => (a.owner < b.owner ? -1 : a.owner > b.owner ? 1 : 0)) : [refs];
-    const best = Math.min(...list.map((r) => r.rank));
-    let chosen = list.filter((r) => r.rank === best);
+    // Rank -1: a ClusterIP (exclusive: the first owner wins, as CoreDNS serves its first
+    // match); rank 0: endpoint names, merged across owners.
+    const cands: { rank: number; targets: string[] }[] = list.map((r) =>
+      r.src.clusterIPs.includes(ip)
+        ? { rank: -1, targets: [r.src.base] }
+        : { rank: 0, targets: (r.src.endpoints?.labelsOf(ip) ?? []).map((l) => `${l}.${r.src.base}`) },
+    );
+    const best = Math.min(...cands.map((c) => c.rank));
+    let chosen = cands.filter((c) => c.rank === best);
     if (best < 0) chosen = chosen.slice(0, 1);
     const seen = new Set<string>();
     const rrs: RR[] = [];
-    for (const r of chosen) {
-      if (seen.has(r.target)) continue;
-      seen.add(r.target);
-      rrs.push({ name, type: Type.PTR, ttl: this.ttl, target: r.target });
+    for (const c of chosen) {
+      for (const target of c.targets) {
+        if (seen.has(target)) continue;
+        seen.add(target);
+        rrs.push({ name, type: Type.PTR, ttl: this.ttl, target });
+      }
     }
     return new Map([[Type.PTR, { rrs, extra: [] }]]);
   }
@@ -119,4 +128,11 @@ export class ReverseIndex {
       else this.#ancestors.set(name, n);
     }
   }
+}
+
+/** The addresses a PTR source covers, each once. */
+function addressesOf(src: PtrSource): string[] {
+  const out = new Set<string>(src.clusterIPs);
+  if (src.endpoints !== undefined) for (const ip of src.endpoints.allAddresses()) out.add(ip);
+  return [...out];
 }

@@ -24,6 +24,26 @@ export interface RecordSet {
    * only the first owner (in key order) is served, as CoreDNS serves the first match.
    */
   readonly rank?: number;
+  /**
+   * Records computed on demand (then kept in the name's merged view until the name
+   * changes) instead of `rrs`/`extra`: large services' address and SRV sets, which
+   * at 150k endpoints would otherwise be built and held for names nobody asks.
+   */
+  readonly build?: () => TypeEntry;
+  /**
+   * Names one label below this one, answered on demand (a service's endpoint names):
+   * they are not nodes of the table, so 150k endpoints cost no name strings, nodes or
+   * record objects until queried.
+   */
+  readonly children?: ChildNames;
+}
+
+/** Child names served on demand below one name of the table. */
+export interface ChildNames {
+  /** Records of `name` (= `<label>.<parent>`), or undefined when there is no such child. */
+  lookup(label: string, name: string): Map<number, TypeEntry> | undefined;
+  /** How many child names there are (for statistics). */
+  readonly size: number;
 }
 
 /** A name that exists with no records of its own (namespace, `svc.<zone>`). */
@@ -48,6 +68,9 @@ interface Node {
   children: number;
   /** Merged view, built on first read after a change. */
   merged: Map<number, TypeEntry> | undefined;
+  /** Child names served on demand, and the owner that placed them. */
+  dir: ChildNames | undefined;
+  dirOwner: string | undefined;
 }
 
 export class NameTable {
@@ -60,8 +83,12 @@ export class NameTable {
     this.#apex = apex;
   }
 
+  /** Child names served on demand, counted when their owner is set. */
+  #dirNames = 0;
+
+  /** Names held: nodes plus on-demand child names. */
   get size(): number {
-    return this.#nodes.size;
+    return this.#nodes.size + this.#dirNames;
   }
 
   /** Replace everything `owner` contributes with `sets` (empty: remove the owner). */
@@ -89,15 +116,23 @@ export class NameTable {
 
   /** Whether the name exists (records, or names below it). */
   exists(name: string): boolean {
-    return this.#nodes.has(name);
+    return this.#nodes.has(name) || this.#child(name) !== undefined;
   }
 
   /** The records of `name`, merged across owners; undefined when the name does not exist. */
   lookup(name: string): Map<number, TypeEntry> | undefined {
     const node = this.#nodes.get(name);
-    if (node === undefined) return undefined;
+    if (node === undefined) return this.#child(name);
     if (node.merged === undefined) node.merged = merge(node);
     return node.merged;
+  }
+
+  /** An on-demand child name: `<label>.<parent>` where the parent has a directory. */
+  #child(name: string): Map<number, TypeEntry> | undefined {
+    const dot = name.indexOf('.');
+    if (dot <= 0) return undefined;
+    const dir = this.#nodes.get(name.slice(dot + 1))?.dir;
+    return dir === undefined ? undefined : dir.lookup(name.slice(0, dot), name);
   }
 
   #attach(owner: string, rs: RecordSet): void {
@@ -108,6 +143,12 @@ export class NameTable {
       this.#adjustParent(rs.name, +1);
     }
     node.merged = undefined;
+    if (rs.children !== undefined) {
+      if (node.dir !== undefined) this.#dirNames -= node.dir.size;
+      node.dir = rs.children;
+      node.dirOwner = owner;
+      this.#dirNames += rs.children.size;
+    }
     if (node.o1 === owner) {
       node.s1!.push(rs);
       return;
@@ -133,6 +174,11 @@ export class NameTable {
       node.more?.delete(owner);
     }
     node.merged = undefined;
+    if (node.dirOwner === owner) {
+      this.#dirNames -= node.dir!.size;
+      node.dir = undefined;
+      node.dirOwner = undefined;
+    }
     this.#maybeDrop(name, node);
   }
 
@@ -163,7 +209,7 @@ export class NameTable {
 }
 
 function newNode(): Node {
-  return { o1: undefined, s1: undefined, more: undefined, children: 0, merged: undefined };
+  return { o1: undefined, s1: undefined, more: undefined, children: 0, merged: undefined, dir: undefined, dirOwner: undefined };
 }
 
 function ownerCount(node: Node): number {
@@ -190,12 +236,17 @@ function merge(node: Node): Map<number, TypeEntry> {
     let chosen = sets.filter((s) => (s.rank ?? 0) === best);
     if (best < 0) chosen = chosen.slice(0, 1);
     if (chosen.length === 1) {
-      out.set(type, { rrs: chosen[0]!.rrs, extra: chosen[0]!.extra ?? [] });
+      out.set(type, entryOf(chosen[0]!));
       continue;
     }
-    out.set(type, { rrs: dedupe(chosen.flatMap((s) => s.rrs)), extra: dedupe(chosen.flatMap((s) => s.extra ?? [])) });
+    const entries = chosen.map(entryOf);
+    out.set(type, { rrs: dedupe(entries.flatMap((e) => e.rrs)), extra: dedupe(entries.flatMap((e) => e.extra)) });
   }
   return out;
+}
+
+function entryOf(rs: RecordSet): TypeEntry {
+  return rs.build !== undefined ? rs.build() : { rrs: rs.rrs, extra: rs.extra ?? [] };
 }
 
 function dedupe(rrs: RR[]): RR[] {

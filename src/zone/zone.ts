@@ -95,7 +95,7 @@ export class ClusterZone {
       if (owner !== 'apex' && !wanted.has(owner)) this.forward.set(owner, []);
     }
     for (const owner of [...this.reverse.owners()]) {
-      if (!wanted.has(owner)) this.reverse.set(owner, []);
+      if (!wanted.has(owner)) this.reverse.set(owner, undefined);
     }
     this.#apex();
     this.#rebuilds++;
@@ -111,7 +111,7 @@ export class ClusterZone {
     const svc = this.store.services.get(key);
     if (svc === undefined || !this.#exposed(svc.namespace)) {
       this.forward.set(owner, []);
-      this.reverse.set(owner, []);
+      this.reverse.set(owner, undefined);
       return;
     }
     let recs;
@@ -121,10 +121,10 @@ export class ClusterZone {
       // A record we cannot build (bad address that slipped through) must not take
       // the rest of the zone down: the service is left out and the cause reported.
       process.emitWarning(`clusterdns: cannot build records of service ${key}: ${String(err)}`);
-      recs = { forward: [], reverse: [] };
+      recs = { forward: [], ptr: undefined };
     }
     this.forward.set(owner, recs.forward);
-    this.reverse.set(owner, recs.reverse);
+    this.reverse.set(owner, recs.ptr);
   }
 
   #namespace(ns: string): void {

@@ -1,0 +1,106 @@
+/**
+ * The endpoint names of one service (`<label>.<svc>.<ns>.svc.<zone>`, spec 1.1.0 §2.4.1;
+ * CoreDNS serves them under ClusterIP services too), kept compact and answered on demand.
+ *
+ * Most endpoints are known by their dashed address (`10-244-1-7`): for those only the
+ * address is kept (a Set slot; the string is the store's own), and a query's label is
+ * turned back into an address to look it up. Endpoints with a hostname (StatefulSets) or
+ * a pod name (`endpointPodNames`) keep their label in a map. No name strings, record
+ * objects or table nodes exist per endpoint: at 150k endpoints that is most of the zone's
+ * memory. The same structure answers the endpoint PTRs (§2.4.3).
+ */
+import { Type } from '../dns/constants.js';
+import { dashedIP, podLabelToIP } from '../dns/ip.js';
+import { addressRR, type RR } from '../dns/rr.js';
+import type { ChildNames, TypeEntry } from './table.js';
+
+type OneOrMany = string | string[];
+
+function push(m: Map<string, OneOrMany>, k: string, v: string): void {
+  const cur = m.get(k);
+  if (cur === undefined) m.set(k, v);
+  else if (typeof cur === 'string') {
+    if (cur !== v) m.set(k, [cur, v]);
+  } else if (!cur.includes(v)) cur.push(v);
+}
+
+function list(v: OneOrMany | undefined): readonly string[] {
+  return v === undefined ? [] : typeof v === 'string' ? [v] : v;
+}
+
+export class EndpointNames implements ChildNames {
+  /** The service's name, parent of every endpoint name. */
+  readonly base: string;
+  readonly #ttl: number;
+  /** Addresses whose label is their dashed form. */
+  readonly #dashed = new Set<string>();
+  /** Other labels (hostnames, pod names) → addresses, in first-seen order. */
+  readonly #byLabel = new Map<string, OneOrMany>();
+  /** The reverse of #byLabel, for PTR. */
+  readonly #labelsOf = new Map<string, OneOrMany>();
+
+  constructor(base: string, ttl: number) {
+    this.base = base;
+    this.#ttl = ttl;
+  }
+
+  /** Add the endpoint name `label` for address `ip` (canonical text). */
+  add(label: string, ip: string, dashed: boolean): void {
+    // A dashed label is kept as its address only when the label maps back to exactly
+    // that text (canonical addresses); anything else keeps its label string.
+    if (dashed && podLabelToIP(label) === ip) {
+      this.#dashed.add(ip);
+      return;
+    }
+    push(this.#byLabel, label, ip);
+    push(this.#labelsOf, ip, label);
+  }
+
+  get size(): number {
+    return this.#dashed.size + this.#byLabel.size;
+  }
+
+  /** Addresses of the endpoint name `label`. */
+  addresses(label: string): string[] {
+    const out = [...list(this.#byLabel.get(label))];
+    const ip = podLabelToIP(label);
+    if (ip !== undefined && this.#dashed.has(ip) && dashedIP(ip) === label && !out.includes(ip)) out.push(ip);
+    return out;
+  }
+
+  /** Labels of the endpoint names that have address `ip` (for PTR). */
+  labelsOf(ip: string): string[] {
+    const out = [...list(this.#labelsOf.get(ip))];
+    if (this.#dashed.has(ip)) {
+      const d = dashedIP(ip);
+      if (!out.includes(d)) out.push(d);
+    }
+    return out;
+  }
+
+  /** Whether `ip` is an address of one of the endpoint names. */
+  hasAddress(ip: string): boolean {
+    return this.#dashed.has(ip) || this.#labelsOf.has(ip);
+  }
+
+  /** Every address (each once). */
+  *allAddresses(): IterableIterator<string> {
+    yield* this.#dashed;
+    for (const ip of this.#labelsOf.keys()) if (!this.#dashed.has(ip)) yield ip;
+  }
+
+  lookup(label: string, name: string): Map<number, TypeEntry> | undefined {
+    const ips = this.addresses(label);
+    if (ips.length === 0) return undefined;
+    const a: RR[] = [];
+    const aaaa: RR[] = [];
+    for (const ip of ips) {
+      const rr = addressRR(name, this.#ttl, ip);
+      (rr.type === Type.A ? a : aaaa).push(rr);
+    }
+    const out = new Map<number, TypeEntry>();
+    if (a.length > 0) out.set(Type.A, { rrs: a, extra: [] });
+    if (aaaa.length > 0) out.set(Type.AAAA, { rrs: aaaa, extra: [] });
+    return out;
+  }
+}
