@@ -267,3 +267,42 @@ t.test('Pods are listed and watched only when asked, without finished pods', asy
   s.update('Pod', pod('a', 'run', '10.244.0.1', 'Failed'));
   await until(() => !source.store.pods.has('a/run'), 'a pod that finished leaves (the server sends DELETED)');
 });
+
+t.test('endpoints keep only what DNS reads; pod names only with endpointPodNames', async (t) => {
+  const withPod = (podName: string): object => {
+    const sl = slice('a', 'web-1', 'web', ['10.1.0.1']) as { endpoints: Record<string, unknown>[] };
+    sl.endpoints[0] = { ...sl.endpoints[0], nodeName: 'node-7', zone: 'zone-a', targetRef: { kind: 'Pod', namespace: 'a', name: podName } };
+    return sl;
+  };
+  for (const endpointPodNames of [false, true]) {
+    await t.test(`endpointPodNames ${endpointPodNames}`, async (t) => {
+      const s = await fakeServer(t);
+      s.create('Namespace', ns('a'));
+      s.create('Service', svc('a', 'web', 'None'));
+      s.create('EndpointSlice', withPod('web-5d8f-abcde'));
+      const { source } = await startSource(t, s, { endpointPodNames });
+      const ep = source.store.slices.get('a/web-1')?.endpoints[0];
+      t.same(ep?.addresses, ['10.1.0.1']);
+      t.equal(ep?.nodeName, undefined, 'nodeName dropped (topology, not DNS)');
+      t.equal(ep?.zone, undefined, 'zone dropped');
+      t.equal(ep?.podName, endpointPodNames ? 'web-5d8f-abcde' : undefined);
+      const dns = await serveDns(t, source, { endpointPodNames });
+      t.equal(await dns.short(`web-5d8f-abcde.web.a.svc.${Z}`), endpointPodNames ? 'NOERROR 10.1.0.1' : 'NXDOMAIN');
+      t.equal(await dns.short(`10-1-0-1.web.a.svc.${Z}`), endpointPodNames ? 'NXDOMAIN' : 'NOERROR 10.1.0.1');
+      // A change DNS cannot see (the endpoint moved node) is not a store change.
+      let changes = 0;
+      let events = 0;
+      source.store.onChange(() => changes++);
+      source.on('event', (e) => {
+        if (e.type === 'MODIFIED') events++;
+      });
+      const moved = withPod('web-5d8f-abcde') as { endpoints: Record<string, unknown>[] };
+      moved.endpoints[0] = { ...moved.endpoints[0], nodeName: 'node-8' };
+      s.update('EndpointSlice', moved);
+      await until(() => events === 1, 'the MODIFIED event');
+      await new Promise((r) => setTimeout(r, 50));
+      source.store.flush();
+      t.equal(changes, 0, 'nodeName-only update changes nothing');
+    });
+  }
+});

@@ -52,6 +52,11 @@ export interface KubeSourceOptions {
   readonly namespaceLabels?: string | undefined;
   /** Watch Pods (`pods: verified`, `endpointPodNames` needs, embedded controllers). */
   readonly watchPods: boolean;
+  /**
+   * Keep endpoints' pod names (`targetRef.name`): only `endpointPodNames` reads them.
+   * Default false: at 150k endpoints they are ~7 MB nobody asks for.
+   */
+  readonly endpointPodNames?: boolean | undefined;
   /** start() resolves after this even if not synced (CoreDNS `startup_timeout`). Default 5000. */
   readonly startupTimeoutMs?: number | undefined;
   /** Abandon and restart a watch silent for this long. Default 300,000. */
@@ -136,7 +141,7 @@ export class KubeSource {
     this.#client = loadClientConfig(opts);
     this.store = new Store();
     const gated = opts.namespaceLabels !== undefined && opts.namespaceLabels.trim() !== '';
-    this.#writer = new StoreWriter(this.store, gated);
+    this.#writer = new StoreWriter(this.store, gated, { keepPodNames: opts.endpointPodNames === true });
     this.#events.onListenerError = (name, err) =>
       this.#log.error('a Kubernetes source event listener failed (reported once per listener)', { event: name, err: describeError(err) });
   }

@@ -21,7 +21,7 @@ export interface KubeSourcesOptions {
   readonly inCluster: boolean;
   /** The cluster domain served from the API. */
   readonly domain: string;
-  readonly config: Pick<Config, 'labels' | 'namespaceLabels' | 'startupTimeout' | 'pods'>;
+  readonly config: Pick<Config, 'labels' | 'namespaceLabels' | 'startupTimeout' | 'pods' | 'endpointPodNames'>;
   /** Overrides for tests and benchmarks (backoff, watchdog, page size). */
   readonly tuning?: Partial<Pick<KubeSourceOptions, 'backoff' | 'watchTimeoutMs' | 'listTimeoutMs' | 'pageSize' | 'inClusterRoot'>>;
 }
@@ -41,6 +41,7 @@ export function kubeSources(opts: KubeSourcesOptions, log: Logger): KubeSources 
     labels: opts.config.labels,
     namespaceLabels: opts.config.namespaceLabels,
     watchPods: opts.config.pods === 'verified',
+    endpointPodNames: opts.config.endpointPodNames,
     startupTimeoutMs: opts.config.startupTimeout * 1000,
     log: sourceLog(log),
     ...opts.tuning,
