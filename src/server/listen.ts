@@ -128,11 +128,12 @@ export async function listen(handler: DnsHandler, opts: ListenOptions): Promise<
       onError(err, 'udp-handle');
       return;
     }
+    // No send callback: with one, Node queues a nextTick per datagram even when the
+    // send completed synchronously (~1.5 µs of a ~30 µs query). A failed send without a
+    // callback is emitted as the socket's 'error' event, which onError still reports.
     const send = (b: Buffer | undefined): void => {
       if (b === undefined) return;
-      udp.send(b, rinfo.port, rinfo.address, (err) => {
-        if (err) onError(err, 'udp-send');
-      });
+      udp.send(b, rinfo.port, rinfo.address);
     };
     if (out instanceof Promise) out.then(send, (err: unknown) => onError(err, 'udp-handle'));
     else send(out);
