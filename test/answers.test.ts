@@ -85,6 +85,16 @@ const cases: Case[] = [
   { q: `_HTTP._TCP.svc1.testns.svc.${Z}`, type: 'SRV', rcode: 'NOERROR', answer: [`_http._tcp.svc1.testns.svc.${Z}. 5 IN SRV 0 100 80 svc1.testns.svc.${Z}.`], extra: [`svc1.testns.svc.${Z}. 5 IN A 10.0.0.1`] },
   { q: `_https._tcp.svc1.testns.svc.${Z}`, type: 'SRV', ...NX },
   { q: `_tcp.svc1.testns.svc.${Z}`, type: 'SRV', ...NODATA },
+  // The port names below a service are answered on demand: only real ones exist.
+  { q: `_tcp.svc1.testns.svc.${Z}`, type: 'A', ...NODATA },
+  { q: `_udp.svc1.testns.svc.${Z}`, type: 'SRV', ...NX },
+  { q: `_http.svc1.testns.svc.${Z}`, type: 'SRV', ...NX },
+  { q: `_http._udp.svc1.testns.svc.${Z}`, type: 'SRV', ...NX },
+  { q: `x._http._tcp.svc1.testns.svc.${Z}`, type: 'SRV', ...NX },
+  { q: `_x._http._tcp.svc1.testns.svc.${Z}`, type: 'SRV', ...NX },
+  { q: `_http._tcp.svc1.testns.svc.${Z}`, type: 'A', ...NODATA },
+  { q: `_tcp.hdls1.testns.svc.${Z}`, type: 'SRV', ...NODATA },
+  { q: `_http._tcp.nosuch.testns.svc.${Z}`, type: 'SRV', ...NX },
   // C6 unnamed ports: no _port name, but the bare-name SRV lists them (CoreDNS)
   { q: `unnamed.testns.svc.${Z}`, type: 'SRV', rcode: 'NOERROR', answer: [`unnamed.testns.svc.${Z}. 5 IN SRV 0 100 80 unnamed.testns.svc.${Z}.`], extra: [`unnamed.testns.svc.${Z}. 5 IN A 10.0.0.4`] },
   { q: `noports.testns.svc.${Z}`, type: 'A', rcode: 'NOERROR', answer: [`noports.testns.svc.${Z}. 5 IN A 10.0.0.5`] },

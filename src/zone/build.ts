@@ -6,9 +6,9 @@
 import { Type } from '../dns/constants.js';
 import { dashedIP } from '../dns/ip.js';
 import { addressRR, type RR } from '../dns/rr.js';
-import type { EndpointSlice, Service, ServicePort } from '../cluster/model.js';
+import type { EndpointSlice, Service } from '../cluster/model.js';
 import { EndpointNames } from './endpoints.js';
-import { exists, type RecordSet, type TypeEntry } from './table.js';
+import { exists, type ChildNames, type RecordSet, type TypeEntry } from './table.js';
 
 export type PodsMode = 'disabled' | 'insecure' | 'verified';
 
@@ -103,9 +103,10 @@ export interface PtrSource {
  * (headless with no ready endpoint: NXDOMAIN per spec §2.4.1; ExternalName with an IP;
  * `ignoreEmptyService` with no ready endpoint).
  *
- * What grows with the endpoints is built on demand: endpoint names are an
- * EndpointNames directory below the service name, and the service's address and SRV
- * sets are `build` thunks over the (immutable) store objects, run when first asked.
+ * Only the service name is a node of the table. What lies below it is answered on
+ * demand by a ServiceChildren (endpoint names, `_port._proto` SRV names and their
+ * `_proto` parents), and the large sets at the service name are `build` thunks over the
+ * (immutable) store objects, run when first asked.
  */
 export function serviceRecords(zone: string, svc: Service, slices: readonly EndpointSlice[], opts: ZoneOptions): ServiceRecords {
   const base = `${svc.name}.${svc.namespace}.svc.${zone}`;
@@ -123,31 +124,132 @@ export function serviceRecords(zone: string, svc: Service, slices: readonly Endp
   }
 
   const eps = opts.noEndpoints ? [] : servedEndpoints(svc, slices, opts);
-  // The lazy sets recompute the served endpoints from the same store objects when asked.
-  const served = (): ServedEndpoint[] => (opts.noEndpoints ? [] : servedEndpoints(svc, slices, opts));
-
-  if (svc.headless) {
-    if (eps.length === 0) return { forward, ptr: undefined };
-    // §2.4.1: one A/AAAA per ready address, de-duplicated by IP.
-    forward.push(...addressSets(base, ttl, uniqueIPs(eps.map((e) => e.ip))));
-    forward.push(...headlessSrv(base, ttl, eps, served));
-  } else {
-    if (svc.clusterIPs.length === 0) return { forward, ptr: undefined };
-    if (opts.ignoreEmptyService && eps.length === 0) return { forward, ptr: undefined };
-    forward.push(...addressSets(base, ttl, svc.clusterIPs));
-    forward.push(...clusterIPSrv(base, ttl, svc));
+  if (svc.headless ? eps.length === 0 : svc.clusterIPs.length === 0 || (opts.ignoreEmptyService && eps.length === 0)) {
+    return { forward, ptr: undefined };
   }
+  // §2.4.1: a headless name has one A/AAAA per ready address, de-duplicated by IP.
+  forward.push(...addressSets(base, ttl, svc.headless ? uniqueIPs(eps.map((e) => e.ip)) : svc.clusterIPs));
 
   // Endpoint names (spec §2.4.1 for headless; CoreDNS also serves them under ClusterIP services).
   let names: EndpointNames | undefined;
   if (eps.length > 0) {
     names = new EndpointNames(base, ttl);
     for (const e of eps) names.add(e.name, e.ip, e.dashed);
-    forward.push({ name: base, type: 0, rrs: [], children: names });
   }
+  const children = new ServiceChildren(base, ttl, svc, slices, opts, names, eps);
+  // §2.3.2 / §2.4.2: the bare service name lists every port.
+  if (children.hasSrv) forward.push({ name: base, type: Type.SRV, rrs: NONE, build: () => children.srv(base, undefined) });
+  if (children.size > 0) forward.push({ name: base, type: 0, rrs: NONE, children });
   // §2.3.3: a ClusterIP's PTR is exclusive and wins over endpoint PTRs; §2.4.3 and
   // CoreDNS: endpoint PTRs for endpoints of any service.
   return { forward, ptr: { base, clusterIPs: svc.headless ? [] : svc.clusterIPs, endpoints: names } };
+}
+
+/** Shared empty record list of lazy and existence-only sets (one array, not one per set). */
+const NONE: readonly RR[] = Object.freeze([]);
+
+/**
+ * The names below one service, answered on demand: `<endpoint>.<svc>` (EndpointNames),
+ * `_<port>._<proto>.<svc>` SRV sets and their `_<proto>.<svc>` parents (empty
+ * non-terminals: NODATA). The SRV names are derived from the store objects at query time
+ * (the service's ports, or for a headless service the ports of the slices that have
+ * served endpoints), so nothing per port or per endpoint is kept here.
+ */
+export class ServiceChildren implements ChildNames {
+  readonly size: number;
+  /** Whether any port makes an SRV record (the bare-name SRV set exists). */
+  readonly hasSrv: boolean;
+  readonly #base: string;
+  readonly #ttl: number;
+  readonly #svc: Service;
+  readonly #slices: readonly EndpointSlice[];
+  readonly #opts: ZoneOptions;
+  readonly #names: EndpointNames | undefined;
+
+  /** `eps`: the served endpoints as computed now (not kept). */
+  constructor(
+    base: string,
+    ttl: number,
+    svc: Service,
+    slices: readonly EndpointSlice[],
+    opts: ZoneOptions,
+    names: EndpointNames | undefined,
+    eps: readonly ServedEndpoint[],
+  ) {
+    this.#base = base;
+    this.#ttl = ttl;
+    this.#svc = svc;
+    this.#slices = slices;
+    this.#opts = opts;
+    this.#names = names;
+    const ports = this.#ports(eps);
+    this.hasSrv = ports.length > 0;
+    this.size = (names?.size ?? 0) + srvNames(ports).size;
+  }
+
+  #served(): ServedEndpoint[] {
+    return this.#opts.noEndpoints ? [] : servedEndpoints(this.#svc, this.#slices, this.#opts);
+  }
+
+  /** Ports SRV records are made of: (relative SRV name or '' when unnamed, port). */
+  #ports(served?: readonly ServedEndpoint[]): { rel: string; port: number }[] {
+    const out: { rel: string; port: number }[] = [];
+    if (!this.#svc.headless) {
+      for (const p of this.#svc.ports) out.push({ rel: p.name === '' ? '' : srvRel(p), port: p.port });
+      return out;
+    }
+    const seen = new Set<EndpointSlice['ports']>();
+    for (const e of served ?? this.#served()) {
+      if (seen.has(e.ports)) continue;
+      seen.add(e.ports);
+      for (const p of e.ports) if (p.port >= 1) out.push({ rel: p.name === '' ? '' : srvRel(p), port: p.port });
+    }
+    return out;
+  }
+
+
+  lookup(rel: string, name: string): Map<number, TypeEntry> | undefined {
+    if (rel.charCodeAt(0) !== 95 /* _ */) {
+      // An endpoint label (never starts with '_': RFC 1123 labels and dashed addresses).
+      return rel.includes('.') ? undefined : this.#names?.lookup(rel, name);
+    }
+    const srv = srvNames(this.#ports());
+    if (srv.has(rel)) return new Map([[Type.SRV as number, this.srv(name, rel)]]);
+    for (const proto of srv.values()) if (proto === rel) return new Map();
+    return undefined;
+  }
+
+  /** The SRV set at `name`: every port, or those whose relative name is `rel`. */
+  srv(name: string, rel: string | undefined): TypeEntry {
+    const base = this.#base;
+    const ttl = this.#ttl;
+    const svc = this.#svc;
+    if (!svc.headless) {
+      // §2.3.2: `0 w port <svc>.`, the ClusterIPs as additional; CoreDNS weights.
+      const ports = svc.ports.filter((p) => rel === undefined || (p.name !== '' && srvRel(p) === rel));
+      const w = srvWeight(ports.length * svc.clusterIPs.length);
+      const seen = new Set<number>();
+      const rrs: RR[] = [];
+      for (const p of ports) {
+        if (seen.has(p.port)) continue;
+        seen.add(p.port);
+        rrs.push({ name, type: Type.SRV, ttl, srv: { priority: 0, weight: w, port: p.port, target: base } });
+      }
+      return { rrs, extra: svc.clusterIPs.map((ip) => addressRR(base, ttl, ip)) };
+    }
+    return headlessSrvSet(name, base, ttl, this.#served(), rel);
+  }
+}
+
+/** Relative SRV names (`_http._tcp`) → their `_proto` parent. */
+function srvNames(ports: readonly { rel: string }[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const p of ports) if (p.rel !== '') out.set(p.rel, p.rel.slice(p.rel.indexOf('.') + 1));
+  return out;
+}
+
+function srvRel(p: { name: string; protocol: string }): string {
+  return `_${p.name.toLowerCase()}.${protoLabel(p.protocol)}`;
 }
 
 function uniqueIPs(ips: string[]): string[] {
@@ -168,7 +270,7 @@ function addressSets(name: string, ttl: number, ips: readonly string[]): RecordS
   ] as const) {
     if (group.length === 0) continue;
     if (group.length <= 2) out.push({ name, type, rrs: group.map((ip) => addressRR(name, ttl, ip)) });
-    else out.push({ name, type, rrs: [], build: () => ({ rrs: group.map((ip) => addressRR(name, ttl, ip)), extra: [] }) });
+    else out.push({ name, type, rrs: NONE, build: () => ({ rrs: group.map((ip) => addressRR(name, ttl, ip)), extra: [] }) });
   }
   if (out.length === 0) out.push(exists(name));
   return out;
@@ -187,80 +289,17 @@ function protoLabel(p: string): string {
   return `_${p.toLowerCase()}`;
 }
 
-/** §2.3.2: `_port._proto.svc` → `0 w port svc.ns.svc.zone.`; the bare name lists every port. */
-function clusterIPSrv(base: string, ttl: number, svc: Service): RecordSet[] {
-  const out: RecordSet[] = [];
-  if (svc.ports.length === 0) return out;
-  const perIP = svc.clusterIPs.length;
-  const named = new Map<string, ServicePort[]>();
-  for (const p of svc.ports) {
-    if (p.name === '') continue;
-    const n = `_${p.name.toLowerCase()}.${protoLabel(p.protocol)}.${base}`;
-    named.set(n, [...(named.get(n) ?? []), p]);
-  }
-  const make = (name: string, ports: readonly ServicePort[]): RecordSet => ({
-    name,
-    type: Type.SRV,
-    rrs: [],
-    build: () => {
-      const w = srvWeight(ports.length * perIP);
-      const seen = new Set<number>();
-      const rrs: RR[] = [];
-      for (const p of ports) {
-        if (seen.has(p.port)) continue;
-        seen.add(p.port);
-        rrs.push({ name, type: Type.SRV, ttl, srv: { priority: 0, weight: w, port: p.port, target: base } });
-      }
-      return { rrs, extra: svc.clusterIPs.map((ip) => addressRR(base, ttl, ip)) };
-    },
-  });
-  for (const [n, ports] of named) out.push(make(n, ports));
-  out.push(make(base, svc.ports));
-  return out;
-}
-
 /**
- * §2.4.2: one SRV per distinct (endpoint name, port), targets' addresses as additional.
- * Which SRV names exist is decided now (from the ports of the slices that have served
- * endpoints); their records are built when asked.
+ * §2.4.2: one SRV per distinct (endpoint name, port) of the served endpoints, every port
+ * or those whose relative name is `rel`; the targets' addresses as additional.
  */
-function headlessSrv(base: string, ttl: number, eps: readonly ServedEndpoint[], served: () => ServedEndpoint[]): RecordSet[] {
-  const names = new Set<string>();
-  let any = false;
-  const seenPorts = new Set<ServedEndpoint['ports']>();
-  for (const e of eps) {
-    if (seenPorts.has(e.ports)) continue;
-    seenPorts.add(e.ports);
-    for (const p of e.ports) {
-      if (p.port < 1) continue;
-      any = true;
-      if (p.name !== '') names.add(srvName(p, base));
-    }
-  }
-  const make = (name: string, only: string | undefined): RecordSet => ({
-    name,
-    type: Type.SRV,
-    rrs: [],
-    build: () => srvSet(name, base, ttl, served(), only),
-  });
-  const out: RecordSet[] = [];
-  for (const n of names) out.push(make(n, n));
-  if (any) out.push(make(base, undefined));
-  return out;
-}
-
-function srvName(p: { name: string; protocol: string }, base: string): string {
-  return `_${p.name.toLowerCase()}.${protoLabel(p.protocol)}.${base}`;
-}
-
-/** The SRV set at `name`: every (endpoint, port) candidate, or only ports named `only`. */
-function srvSet(name: string, base: string, ttl: number, eps: readonly ServedEndpoint[], only: string | undefined): TypeEntry {
+function headlessSrvSet(name: string, base: string, ttl: number, eps: readonly ServedEndpoint[], rel: string | undefined): TypeEntry {
   type Cand = { ep: ServedEndpoint; port: number };
   const cands: Cand[] = [];
   for (const e of eps) {
     for (const p of e.ports) {
       if (p.port < 1) continue;
-      if (only !== undefined && (p.name === '' || srvName(p, base) !== only)) continue;
+      if (rel !== undefined && (p.name === '' || srvRel(p) !== rel)) continue;
       cands.push({ ep: e, port: p.port });
     }
   }

@@ -40,8 +40,12 @@ export interface RecordSet {
 
 /** Child names served on demand below one name of the table. */
 export interface ChildNames {
-  /** Records of `name` (= `<label>.<parent>`), or undefined when there is no such child. */
-  lookup(label: string, name: string): Map<number, TypeEntry> | undefined;
+  /**
+   * Records of `name` (= `<rel>.<parent>`, where `rel` is one label, or two for names
+   * starting with `_`), an empty map for a name that exists without records, or
+   * undefined when there is no such name.
+   */
+  lookup(rel: string, name: string): Map<number, TypeEntry> | undefined;
   /** How many child names there are (for statistics). */
   readonly size: number;
 }
@@ -127,12 +131,22 @@ export class NameTable {
     return node.merged;
   }
 
-  /** An on-demand child name: `<label>.<parent>` where the parent has a directory. */
+  /**
+   * An on-demand name: `<label>.<parent>` where the parent has a directory, or, for a
+   * name starting with `_`, `<label>.<label>.<grandparent>` (a service's
+   * `_port._proto` SRV names, whose `_proto` parent is on demand too).
+   */
   #child(name: string): Map<number, TypeEntry> | undefined {
     const dot = name.indexOf('.');
     if (dot <= 0) return undefined;
-    const dir = this.#nodes.get(name.slice(dot + 1))?.dir;
-    return dir === undefined ? undefined : dir.lookup(name.slice(0, dot), name);
+    const parent = name.slice(dot + 1);
+    const node = this.#nodes.get(parent);
+    if (node !== undefined) return node.dir === undefined ? undefined : node.dir.lookup(name.slice(0, dot), name);
+    if (name.charCodeAt(0) !== 95 /* _ */) return undefined;
+    const dot2 = parent.indexOf('.');
+    if (dot2 <= 0) return undefined;
+    const dir = this.#nodes.get(parent.slice(dot2 + 1))?.dir;
+    return dir === undefined ? undefined : dir.lookup(name.slice(0, dot + 1 + dot2), name);
   }
 
   #attach(owner: string, rs: RecordSet): void {
