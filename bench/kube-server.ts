@@ -22,6 +22,7 @@ import { serveHttp } from '../src/server/http.js';
 import { listen } from '../src/server/listen.js';
 import { Resolver } from '../src/zone/resolver.js';
 import { ClusterZone } from '../src/zone/zone.js';
+import { applyMemoryProfile } from '../src/ops/memory.js';
 
 const { values } = parseArgs({
   options: {
@@ -33,8 +34,11 @@ const { values } = parseArgs({
     'page-size': { type: 'string', default: '500' },
     'log-level': { type: 'string', default: 'warn' },
     'no-zone': { type: 'boolean', default: false },
+    // As the `memory` config key (default lean, as clusterdns serve).
+    memory: { type: 'string', default: 'lean' },
   },
 });
+applyMemoryProfile(values.memory === 'fast' ? 'fast' : 'lean');
 
 const hostPort = (s: string): { host: string; port: number } => {
   const i = s.lastIndexOf(':');

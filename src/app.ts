@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { DnsNode, type HostPort } from './node.js';
 import { gauge, Metrics } from './ops/metrics.js';
+import { MEMORY_FLAGS } from './ops/memory.js';
 import { ReplicaFeed, ReplicaProvider, type ReplicaMessage } from './replica.js';
 import { serveHttp, type OpsServer } from './server/http.js';
 import type { Listener } from './server/listen.js';
@@ -61,6 +62,13 @@ export interface Server {
   /** Lame-duck (unhealthy, still answering) for `config.lameduck` seconds, then close. */
   shutdown(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Keys a reload cannot apply to a running process: say so instead of ignoring them silently. */
+function warnRestartOnly(log: Logger, prev: Config, next: Config): void {
+  if (prev.memory !== next.memory) {
+    log.warn({ running: prev.memory, configured: next.memory }, 'memory profile changes take effect at the next restart');
+  }
 }
 
 async function createSources(opts: ServeOptions, log: Logger): Promise<Sources> {
@@ -155,6 +163,7 @@ export async function startServer(opts: ServeOptions, log: Logger): Promise<Serv
     reload: (next) => {
       try {
         node.setConfig(next);
+        warnRestartOnly(log, config, next);
         config = next;
         log.info({ ttl: next.ttl, pods: next.pods }, 'configuration reloaded');
         return true;
@@ -193,7 +202,8 @@ async function startPrimary(opts: ServeOptions, log: Logger): Promise<Server> {
   const sources = await createSources(opts, log);
   await sources.start();
   sourceMetrics(metrics, sources);
-  cluster.setupPrimary({ serialization: 'advanced' });
+  // Workers get the memory profile's V8 flags on their command line (src/ops/memory.ts).
+  cluster.setupPrimary({ serialization: 'advanced', execArgv: [...process.execArgv, ...MEMORY_FLAGS[config.memory]] });
   const workers = new Set<Worker>();
   const ready = new Set<Worker>();
   let closing = false;
@@ -298,6 +308,7 @@ async function startPrimary(opts: ServeOptions, log: Logger): Promise<Server> {
     zones: () => [],
     zoneNames: () => sources.zones(),
     reload: (next) => {
+      warnRestartOnly(log, config, next);
       config = next;
       broadcast({ t: 'config', config: next });
       log.info({ ttl: next.ttl, pods: next.pods, workers: ready.size }, 'configuration reloaded');

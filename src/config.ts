@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { ipToBytes } from './dns/ip.js';
+import { MEMORY_PROFILES, type MemoryProfile } from './ops/memory.js';
 import type { PodsMode } from './zone/build.js';
 import { validateServiceCidrs } from './ipam/allocator.js';
 import { ServiceCidrConfigError } from './ipam/errors.js';
@@ -54,6 +55,8 @@ export interface Config {
   readonly forwardTimeout: number;
   /** Cache of forwarded answers (CoreDNS `cache`). */
   readonly cache: CacheConfig;
+  /** V8 memory profile (src/ops/memory.ts): `lean` heap or `fast` queries. Needs a restart. */
+  readonly memory: MemoryProfile;
 }
 
 export interface CacheConfig {
@@ -87,6 +90,7 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   maxConcurrent: 1000,
   forwardTimeout: 2,
   cache: { maxTTL: 30, maxNegativeTTL: 5, maxEntries: 10000, maxBytes: 32 * 1024 * 1024, serveStale: 3600, prefetch: false },
+  memory: 'lean',
 });
 
 type Checker = (v: unknown, where: string) => unknown;
@@ -169,6 +173,12 @@ const KEYS: Record<string, Checker> = {
       out[dom] = Object.freeze([...(servers as string[])]);
     }
     return Object.freeze(out);
+  },
+  memory: (v, where) => {
+    if (typeof v !== 'string' || !(MEMORY_PROFILES as readonly string[]).includes(v)) {
+      throw new ConfigError(`${where}: must be one of ${MEMORY_PROFILES.join(', ')}, got ${show(v)}`);
+    }
+    return v;
   },
   maxConcurrent: (v, where) => {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 1_000_000) throw new ConfigError(`${where}: must be a whole number from 1 to 1000000, got ${show(v)}`);

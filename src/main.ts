@@ -8,6 +8,7 @@ import { isIPv6 } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import cluster from 'node:cluster';
 import { runWorker, startServer, type HostPort } from './app.js';
+import { applyMemoryProfile } from './ops/memory.js';
 import { ConfigError, DEFAULT_CONFIG, loadConfigFile, type Config } from './config.js';
 import { createLogger, type LogLevel } from './log.js';
 import { ListenError } from './server/listen.js';
@@ -82,6 +83,8 @@ async function serve(argv: string[]): Promise<void> {
     throw new UsageError(`--log-level ${level}: must be one of fatal, error, warn, info, debug, trace, silent`);
   }
   const config: Config = values.config !== undefined ? loadConfigFile(values.config) : DEFAULT_CONFIG;
+  // Before any cluster data is loaded (src/ops/memory.ts).
+  applyMemoryProfile(config.memory);
   const dns = (values.dns ?? ['127.0.0.1:1053']).map((s) => parseHostPort(s, '--dns'));
   const http = parseHostPort(values.http!, '--http');
   const upstreams = (values.upstream ?? []).map((s) => parseHostPort(s, '--upstream', 53));
@@ -101,6 +104,7 @@ async function serve(argv: string[]): Promise<void> {
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new UsageError(`--workers ${values.workers}: must be a whole number from 1 to 64`);
   process.env.CLUSTERDNS_LOG_LEVEL = level;
   const log = createLogger(level);
+  log.info({ memory: config.memory }, 'memory profile');
   const server = await startServer(
     { config, zonesDir, stateDir, kube, dns, http, upstreams, noUpstream: values['no-upstream']!, workers },
     log,

@@ -62,3 +62,17 @@ t.test('reverse zones from CIDRs, cut at label boundaries', async (t) => {
   t.same(reverseZonesOf('fc00::/7', 'x'), ['c.f.ip6.arpa', 'd.f.ip6.arpa']);
   t.same(reverseZonesOf('IP6.ARPA.', 'x'), ['ip6.arpa']);
 });
+
+t.test('memory: lean (default) or fast; anything else is refused with the choices', async (t) => {
+  t.equal(DEFAULT_CONFIG.memory, 'lean');
+  t.equal(parseConfig({ memory: 'fast' }, 'cfg').memory, 'fast');
+  t.throws(() => parseConfig({ memory: 'tiny' }, 'cfg'), /cfg: memory: must be one of lean, fast, got "tiny"/);
+});
+
+t.test('applyMemoryProfile: set once per process, the first call wins', async (t) => {
+  const { applyMemoryProfile, memoryProfile } = await import('../src/ops/memory.js');
+  t.equal(memoryProfile(), undefined);
+  t.equal(applyMemoryProfile('fast'), 'fast');
+  t.equal(applyMemoryProfile('lean'), 'fast', 'V8 flags are not switched back and forth');
+  t.equal(memoryProfile(), 'fast');
+});

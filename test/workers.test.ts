@@ -8,7 +8,10 @@ import { copyZones, dig, requireTool, startCli } from './helpers/cli.js';
 
 const Z = 'cluster.local';
 
-/** Child processes of `pid`, from /proc (no procps needed). */
+/**
+ * Worker processes of `pid`, from /proc (no procps needed): children whose environment
+ * marks them as workers (run from a checkout, tsx's esbuild service is a child too).
+ */
 function children(pid: number): number[] {
   const out: number[] = [];
   for (const d of readdirSync('/proc')) {
@@ -16,12 +19,17 @@ function children(pid: number): number[] {
     try {
       const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid) out.push(Number(d));
+      if (ppid === pid && readFileSync(`/proc/${d}/environ`, 'latin1').split('\0').includes('CLUSTERDNS_WORKER=1')) out.push(Number(d));
     } catch {
       // exited while we looked
     }
   }
   return out;
+}
+
+/** A process's command line arguments. */
+function cmdline(pid: number): string[] {
+  return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
 }
 
 t.test('two workers share the sockets and the view', async (t) => {
@@ -31,6 +39,7 @@ t.test('two workers share the sockets and the view', async (t) => {
   t.match(cli.stdout(), /with 2 workers/);
   const pids = children(cli.proc.pid!);
   t.equal(pids.length, 2, `two worker processes (${pids.join(', ')})`);
+  for (const p of pids) t.ok(cmdline(p).includes('--optimize-for-size'), `worker ${p} runs with the lean memory profile's V8 flag`);
 
   for (const transport of ['+notcp', '+tcp']) {
     t.same((await dig(cli.port, ['+short', transport, `web.shop.svc.${Z}`])).trim().split('\n').sort(), ['10.244.1.20', '10.244.2.21'], transport);
