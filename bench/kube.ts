@@ -2,7 +2,7 @@
  * Benchmark of the Kubernetes API source (issue #3, "Scale and speed").
  *
  *   node --import tsx bench/kube.ts [--quick] [--tsx | --cli] [--services N] [--endpoints N]
- *                                   [--updates N] [--reconnects N] [--no-breakdown]
+ *                                   [--updates N] [--reconnects N] [--no-breakdown] [--node-arg=FLAG]...
  *
  * A FakeApiServer (TLS, bearer token, managedFields on every object) holds 10,000 Services
  * and 150,000 endpoints in EndpointSlices of 100 (ClusterIP and headless mixed). The DNS
@@ -49,6 +49,7 @@ const { values: args } = parseArgs({
     updates: { type: 'string' },
     reconnects: { type: 'string' },
     'no-breakdown': { type: 'boolean', default: false },
+    'node-arg': { type: 'string', multiple: true, default: [] },
   },
 });
 const quick = args.quick === true;
@@ -103,7 +104,9 @@ interface Server {
   stderr(): string;
 }
 
-async function startServer(entry: string, kubeconfig: string, extraNode: string[], extraArgs: string[]): Promise<Server> {
+async function startServer(entry: string, kubeconfig: string, extraNodeArgs: string[], extraArgs: string[]): Promise<Server> {
+  // --node-arg=FLAG (repeatable): Node/V8 flags for the server process (memory experiments).
+  const extraNode = [...(args['node-arg'] ?? []), ...extraNodeArgs];
   const nodeArgs = args.cli
     ? [...extraNode, join(ROOT, 'bin', 'clusterdns.js'), 'serve', '--domain', DOMAIN, '--dns', '127.0.0.1:0', '--http', '127.0.0.1:0', '--log-level', 'warn']
     : args.tsx
@@ -379,7 +382,10 @@ async function main(): Promise<void> {
     if (!args['no-breakdown'] && !args.cli) {
       server = await startServer(entry, kubeconfig, ['--expose-gc'], []);
       await waitReady(server, 120_000);
-      const m = await getJson<{ afterGc: NodeJS.MemoryUsage; stages: Record<string, number>; timings: Record<string, number> }>(server.http, '/debug/memory');
+      const m = await getJson<{ beforeGc: NodeJS.MemoryUsage; afterGc: NodeJS.MemoryUsage; stages: Record<string, number>; timings: Record<string, number> }>(server.http, '/debug/memory');
+      const mu = (u: NodeJS.MemoryUsage): string =>
+        `rss ${fmt(u.rss / 1048576)}, heap used/total ${fmt(u.heapUsed / 1048576)}/${fmt(u.heapTotal / 1048576)}, external ${fmt(u.external / 1048576)} MB`;
+      log(`memory at ready: before GC ${mu(m.beforeGc)}; after GC ${mu(m.afterGc)}`);
       const mb = (b: number | undefined): number => (b ?? NaN) / 1048576;
       breakdown = {
         modulesMB: mb(m.stages['modules']),
