@@ -4,9 +4,9 @@
  * dnsperf on loopback: max throughput, then latency at a fixed rate; then forwarded
  * throughput through clusterdns to Knot with the cache warm. `bench/run.ts` drives it.
  */
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   clusterQueries,
   clusterZoneFile,
@@ -44,6 +44,7 @@ export interface DnsBenchOptions {
   latency: DnsperfSettings;
   serverCpus?: string | undefined; // taskset CPU list for both servers
   workers?: number | undefined; // clusterdns --workers
+  memory?: 'lean' | 'fast' | undefined; // clusterdns `memory` config key (default lean)
   forward: boolean;
   forwardNames: number;
   forwardDurationS: number;
@@ -128,6 +129,7 @@ export interface DnsBenchResult {
     latencyCommand: string;
     serverCpus?: string | undefined;
     workers?: number | undefined;
+    memory: 'lean' | 'fast';
   };
   spotCheck: { checked: number; contentDiffs: string[] };
   startupMs: { knot: number; clusterdns: number };
@@ -292,7 +294,7 @@ export async function runDnsBench(o: DnsBenchOptions): Promise<DnsBenchResult> {
   let cd: ServerHandle | undefined;
   try {
     t = performance.now();
-    cd = await startClusterdns({ root: o.root, zonesDir, workers: o.workers, taskset: o.serverCpus });
+    cd = await startClusterdns({ root: o.root, zonesDir, workers: o.workers, config: memoryConfig(o, zonesDir), taskset: o.serverCpus });
     const cdMs = Math.round(performance.now() - t);
     log(`clusterdns: 127.0.0.1:${cd.port} (pid ${cd.child.pid}${o.workers !== undefined ? `, --workers ${o.workers}` : ', one process'}), ready in ${cdMs} ms`);
 
@@ -341,6 +343,7 @@ export async function runDnsBench(o: DnsBenchOptions): Promise<DnsBenchResult> {
             zonesDir,
             upstream: `127.0.0.1:${knot.port}`,
             workers: o.workers,
+            config: memoryConfig(o, zonesDir),
             taskset: o.serverCpus,
             label: 'clusterdns --upstream',
           }),
@@ -361,6 +364,7 @@ export async function runDnsBench(o: DnsBenchOptions): Promise<DnsBenchResult> {
         latencyCommand: dnsperfCommand(o.latency, o.rate),
         serverCpus: o.serverCpus,
         workers: o.workers,
+        memory: o.memory ?? 'lean',
       },
       spotCheck: spot,
       startupMs: { knot: knotMs, clusterdns: cdMs },
@@ -591,7 +595,7 @@ export function dnsMarkdown(r: DnsBenchResult, m: MachineFacts, date: string): s
     `\`npm run bench\` on ${m.nproc} × ${m.cpuModel}, ${fmtInt(m.memTotalMiB / 1024)} GiB, Node ${m.node}, Knot ${m.knot}, dnsperf ${m.dnsperf}, ` +
       `loopback, load average ${m.loadStart} at start. ` +
       `${fmtInt(r.cluster.services)} ClusterIP services and ${fmtInt(r.cluster.headless)} headless services with ${r.cluster.endpoints} endpoints each; ` +
-      `query mix 70% service A, 10% headless A, 10% SRV, 10% NXDOMAIN; clusterdns ${r.settings.workers !== undefined ? `with --workers ${r.settings.workers}` : 'one process'}, Knot one UDP worker; ` +
+      `query mix 70% service A, 10% headless A, 10% SRV, 10% NXDOMAIN; clusterdns ${r.settings.workers !== undefined ? `with --workers ${r.settings.workers}` : 'one process'} with \`memory: ${r.settings.memory ?? 'lean'}\`, Knot one UDP worker; ` +
       `median of ${r.settings.rounds} alternating rounds (${r.settings.durationS} s max throughput with \`${r.settings.throughputCommand}\`, ${r.settings.latencyDurationS} s at ${fmtInt(r.settings.rate)} q/s).`,
     '',
     mdTable(
@@ -636,7 +640,7 @@ export async function runDnsTune(
   let cd: ServerHandle | undefined;
   const out: { settings: DnsperfSettings; server: ServerName; qps: number; lost: number; serverCpuPct: number; clientCpuPct: number }[] = [];
   try {
-    cd = await startClusterdns({ root: o.root, zonesDir, workers: o.workers, taskset: o.serverCpus });
+    cd = await startClusterdns({ root: o.root, zonesDir, workers: o.workers, config: memoryConfig(o, zonesDir), taskset: o.serverCpus });
     const servers: [ServerName, ServerHandle][] = [
       ['clusterdns', cd],
       ['knot', knot],
@@ -653,4 +657,13 @@ export async function runDnsTune(
     await Promise.all([cd?.stop(), knot.stop()]);
   }
   return out;
+}
+
+/** A config file setting clusterdns's `memory` profile when --memory is given (else the default). */
+function memoryConfig(o: DnsBenchOptions, zonesDir: string): string | undefined {
+  if (o.memory === undefined) return undefined;
+  // Next to the zones, in the bench's scratch directory (removed with it).
+  const file = join(dirname(zonesDir), `clusterdns-${o.memory}.yaml`);
+  writeFileSync(file, `memory: ${o.memory}\n`);
+  return file;
 }

@@ -59,6 +59,7 @@ measurement (dns step)
   --pin                  pin the servers to CPU 1 and dnsperf to CPU 0 (taskset; with --workers all
                          workers share CPU 1)
   --workers N            pass --workers N to clusterdns (the ratio goal is for one process)
+  --memory lean|fast     clusterdns's \`memory\` config key (default: its default, lean)
   --no-forward           skip the forwarded-throughput measurement
   --forward-names N      names in the Knot-only zone bench.test (default 300)
   --forward-duration S   forwarded run per round (default 5)
@@ -193,6 +194,7 @@ async function main(): Promise<number> {
       outstanding: { type: 'string', default: '128' },
       pin: { type: 'boolean', default: false },
       workers: { type: 'string' },
+      memory: { type: 'string' },
       'no-forward': { type: 'boolean', default: false },
       'forward-names': { type: 'string', default: '300' },
       'forward-duration': { type: 'string' },
@@ -248,6 +250,7 @@ async function main(): Promise<number> {
     latency,
     serverCpus: pin ? '1' : undefined,
     workers: values.workers === undefined ? undefined : int(values.workers, '--workers', 1, 64),
+    memory: values.memory === undefined ? undefined : memoryOption(values.memory),
     forward: !values['no-forward']!,
     forwardNames: int(values['forward-names'], '--forward-names', 1, 60_000),
     forwardDurationS: num(values['forward-duration'] ?? (quick ? '2' : '5'), '--forward-duration', 1, 120),
@@ -378,3 +381,8 @@ main().then(
     process.exitCode = 1;
   },
 );
+
+function memoryOption(v: string): 'lean' | 'fast' {
+  if (v !== 'lean' && v !== 'fast') throw new Error(`--memory ${v}: must be lean or fast`);
+  return v;
+}

@@ -118,6 +118,8 @@ export interface ClusterdnsOptions {
   zonesDir: string;
   upstream?: string | undefined; // HOST:PORT
   workers?: number | undefined;
+  /** A configuration file (--config), e.g. one that sets `memory`. */
+  config?: string | undefined;
   taskset?: string | undefined;
   label?: string;
 }
@@ -138,6 +140,7 @@ export async function startClusterdns(o: ClusterdnsOptions): Promise<ServerHandl
   ];
   if (o.upstream !== undefined) args.push('--upstream', o.upstream);
   if (o.workers !== undefined) args.push('--workers', String(o.workers));
+  if (o.config !== undefined) args.push('--config', o.config);
   const [cmd, cargs] = withTaskset(o.taskset, process.execPath, args);
   const child = start('clusterdns', cmd, cargs, { cwd: o.root });
   const tail = tailBuffer(child);
