@@ -17,6 +17,7 @@
  * the same reason. A missing `metadata.namespace` means `default`, as with kubectl.
  */
 import { isIP } from 'node:net';
+import { formatIPv6Groups } from '../dns/ip.js';
 import type {
   ClusterObject,
   ContainerPort,
@@ -224,25 +225,7 @@ export function canonicalIP(text: string): string | undefined {
     const lo = groups[7] ?? 0;
     return `::ffff:${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
   }
-  // Longest run of zero groups (length >= 2), first one wins a tie.
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (a: number[]): string => a.map((g) => g.toString(16)).join(':');
-  if (bestStart < 0) return hex(groups);
-  return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLen))}`;
+  return formatIPv6Groups(groups);
 }
 
 /** The 8 groups of an IPv6 address that `isIP` accepted. */

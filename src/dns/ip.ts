@@ -46,7 +46,14 @@ export function bytesToIP(b: Uint8Array): string {
   if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
   const g: number[] = [];
   for (let i = 0; i < 16; i += 2) g.push((b[i]! << 8) | b[i + 1]!);
-  // RFC 5952 §4.2: compress the longest run (first of equals) of two or more zero groups.
+  return formatIPv6Groups(g);
+}
+
+/**
+ * RFC 5952 §4 text of the 8 groups of an IPv6 address: lowercase hex without leading
+ * zeros, the longest run of two or more zero groups (the first of equals) as `::`.
+ */
+export function formatIPv6Groups(g: readonly number[]): string {
   let bestStart = -1;
   let bestLen = 1;
   for (let i = 0; i < 8; ) {
