@@ -251,6 +251,8 @@ interface Results {
   readyMs: number;
   peakRssMB: number;
   rssAtReadyMB: number;
+  /** VmRSS and VmHWM after the timed updates. */
+  afterUpdates: { rssMB: number; peakMB: number };
   latency: { updates: number; p50: number; p90: number; p99: number; max: number; clusterIP: { p50: number; p99: number }; slice: { p50: number; p99: number } };
   sockets: { reconnects: number; serverBefore: number; serverAfter: number; fdBefore: number; fdAfter: number; socketFdBefore: number; socketFdAfter: number };
   breakdown?: {
@@ -346,6 +348,9 @@ async function main(): Promise<void> {
     const sIP = [...latIP].sort((a, b) => a - b);
     const sSl = [...latSlice].sort((a, b) => a - b);
     log(`update latency over ${lat.length}: p50 ${fmt(percentile(sorted, 50), 2)} ms, p99 ${fmt(percentile(sorted, 99), 2)} ms`);
+    // Steady state: what the process holds after the updates (and the queries timing them).
+    const afterUpdates = procStatus(server.pid);
+    log(`after the updates: VmRSS ${fmt(afterUpdates['VmRSS']!)} MB, VmHWM ${fmt(afterUpdates['VmHWM']!)} MB`);
 
     // 3. Sockets after forced reconnects.
     type Status = { resources: { connected: boolean }[]; sockets: number };
@@ -410,6 +415,7 @@ async function main(): Promise<void> {
       readyMs,
       peakRssMB: st['VmHWM']!,
       rssAtReadyMB: st['VmRSS']!,
+      afterUpdates: { rssMB: afterUpdates['VmRSS']!, peakMB: afterUpdates['VmHWM']! },
       latency: {
         updates: lat.length,
         p50: percentile(sorted, 50),
@@ -436,6 +442,7 @@ async function main(): Promise<void> {
       ['Cluster', `${info.services.toLocaleString('en')} Services, ${info.endpoints.toLocaleString('en')} endpoints (${info.slices.toLocaleString('en')} EndpointSlices of ≤100)`, ''],
       ['Start to ready (/readyz)', `${fmt(readyMs / 1000, 2)} s`, ''],
       ['Peak RSS when ready (VmHWM)', `${fmt(res.peakRssMB)} MB`, res.peakRssMB < 130 ? 'goal < 130 MB: met' : 'goal < 130 MB: NOT met'],
+      ['RSS after the updates (VmRSS / VmHWM)', `${fmt(res.afterUpdates.rssMB)} / ${fmt(res.afterUpdates.peakMB)} MB`, ''],
       ['Watch event → changed answer, p50', `${fmt(res.latency.p50, 2)} ms`, `over ${lat.length} sequential updates`],
       ['Watch event → changed answer, p99', `${fmt(res.latency.p99, 2)} ms`, res.latency.p99 < 50 ? 'goal < 50 ms: met' : 'goal < 50 ms: NOT met'],
       ['  ClusterIP change p50 / p99', `${fmt(res.latency.clusterIP.p50, 2)} / ${fmt(res.latency.clusterIP.p99, 2)} ms`, ''],
