@@ -133,7 +133,7 @@ export function serviceRecords(zone: string, svc: Service, slices: readonly Endp
   // Endpoint names (spec §2.4.1 for headless; CoreDNS also serves them under ClusterIP services).
   let names: EndpointNames | undefined;
   if (eps.length > 0) {
-    names = new EndpointNames(base, ttl);
+    names = new EndpointNames(ttl);
     for (const e of eps) names.add(e.name, e.ip, e.dashed);
   }
   const children = new ServiceChildren(base, ttl, svc, slices, opts, names, eps);
@@ -182,45 +182,49 @@ export class ServiceChildren implements ChildNames {
     this.#slices = slices;
     this.#opts = opts;
     this.#names = names;
-    const ports = this.#ports(eps);
-    this.hasSrv = ports.length > 0;
-    this.size = (names?.size ?? 0) + srvNames(ports).size;
+    const rels = this.#rels(eps);
+    this.hasSrv = rels.length > 0;
+    this.size = (names?.size ?? 0) + srvNames(rels).size;
   }
 
   #served(): ServedEndpoint[] {
     return this.#opts.noEndpoints ? [] : servedEndpoints(this.#svc, this.#slices, this.#opts);
   }
 
-  /** Ports SRV records are made of: (relative SRV name or '' when unnamed, port). */
-  #ports(served?: readonly ServedEndpoint[]): { rel: string; port: number }[] {
-    const out: { rel: string; port: number }[] = [];
+  /**
+   * One entry per port an SRV record is made of: its relative SRV name (`_http._tcp`),
+   * or '' when the port is unnamed. A headless service's come from `served`.
+   */
+  #rels(served: readonly ServedEndpoint[] | undefined): string[] {
+    const out: string[] = [];
     if (!this.#svc.headless) {
-      for (const p of this.#svc.ports) out.push({ rel: p.name === '' ? '' : srvRel(p), port: p.port });
+      for (const p of this.#svc.ports) out.push(p.name === '' ? '' : srvRel(p));
       return out;
     }
     const seen = new Set<EndpointSlice['ports']>();
-    for (const e of served ?? this.#served()) {
+    for (const e of served ?? []) {
       if (seen.has(e.ports)) continue;
       seen.add(e.ports);
-      for (const p of e.ports) if (p.port >= 1) out.push({ rel: p.name === '' ? '' : srvRel(p), port: p.port });
+      for (const p of e.ports) if (p.port >= 1) out.push(p.name === '' ? '' : srvRel(p));
     }
     return out;
   }
-
 
   lookup(rel: string, name: string): Map<number, TypeEntry> | undefined {
     if (rel.charCodeAt(0) !== 95 /* _ */) {
       // An endpoint label (never starts with '_': RFC 1123 labels and dashed addresses).
       return rel.includes('.') ? undefined : this.#names?.lookup(rel, name);
     }
-    const srv = srvNames(this.#ports());
-    if (srv.has(rel)) return new Map([[Type.SRV as number, this.srv(name, rel)]]);
+    // A headless service's served endpoints, computed once for the names and the records.
+    const served = this.#svc.headless ? this.#served() : undefined;
+    const srv = srvNames(this.#rels(served));
+    if (srv.has(rel)) return new Map([[Type.SRV as number, this.srv(name, rel, served)]]);
     for (const proto of srv.values()) if (proto === rel) return new Map();
     return undefined;
   }
 
   /** The SRV set at `name`: every port, or those whose relative name is `rel`. */
-  srv(name: string, rel: string | undefined): TypeEntry {
+  srv(name: string, rel: string | undefined, served?: readonly ServedEndpoint[]): TypeEntry {
     const base = this.#base;
     const ttl = this.#ttl;
     const svc = this.#svc;
@@ -237,14 +241,14 @@ export class ServiceChildren implements ChildNames {
       }
       return { rrs, extra: svc.clusterIPs.map((ip) => addressRR(base, ttl, ip)) };
     }
-    return headlessSrvSet(name, base, ttl, this.#served(), rel);
+    return headlessSrvSet(name, base, ttl, served ?? this.#served(), rel);
   }
 }
 
 /** Relative SRV names (`_http._tcp`) → their `_proto` parent. */
-function srvNames(ports: readonly { rel: string }[]): Map<string, string> {
+function srvNames(rels: readonly string[]): Map<string, string> {
   const out = new Map<string, string>();
-  for (const p of ports) if (p.rel !== '') out.set(p.rel, p.rel.slice(p.rel.indexOf('.') + 1));
+  for (const rel of rels) if (rel !== '') out.set(rel, rel.slice(rel.indexOf('.') + 1));
   return out;
 }
 

@@ -12,7 +12,7 @@
 import { Type } from '../dns/constants.js';
 import { dashedIP, podLabelToIP } from '../dns/ip.js';
 import { addressRR, type RR } from '../dns/rr.js';
-import type { ChildNames, TypeEntry } from './table.js';
+import type { TypeEntry } from './table.js';
 
 type OneOrMany = string | string[];
 
@@ -28,9 +28,8 @@ function list(v: OneOrMany | undefined): readonly string[] {
   return v === undefined ? [] : typeof v === 'string' ? [v] : v;
 }
 
-export class EndpointNames implements ChildNames {
-  /** The service's name, parent of every endpoint name. */
-  readonly base: string;
+/** Read by ServiceChildren (build.ts), which answers every name below a service. */
+export class EndpointNames {
   readonly #ttl: number;
   /** Addresses whose label is their dashed form. */
   readonly #dashed = new Set<string>();
@@ -39,8 +38,7 @@ export class EndpointNames implements ChildNames {
   /** The reverse of #byLabel, for PTR. */
   readonly #labelsOf = new Map<string, OneOrMany>();
 
-  constructor(base: string, ttl: number) {
-    this.base = base;
+  constructor(ttl: number) {
     this.#ttl = ttl;
   }
 
@@ -78,17 +76,13 @@ export class EndpointNames implements ChildNames {
     return out;
   }
 
-  /** Whether `ip` is an address of one of the endpoint names. */
-  hasAddress(ip: string): boolean {
-    return this.#dashed.has(ip) || this.#labelsOf.has(ip);
-  }
-
   /** Every address (each once). */
   *allAddresses(): IterableIterator<string> {
     yield* this.#dashed;
     for (const ip of this.#labelsOf.keys()) if (!this.#dashed.has(ip)) yield ip;
   }
 
+  /** Records of the endpoint name `name` (= `<label>.<service>`), undefined when there is none. */
   lookup(label: string, name: string): Map<number, TypeEntry> | undefined {
     const ips = this.addresses(label);
     if (ips.length === 0) return undefined;

@@ -20,14 +20,10 @@ interface Ref {
   readonly src: PtrSource;
 }
 
-interface Owned {
-  readonly ref: Ref;
-  readonly ips: readonly string[];
-}
-
 export class ReverseIndex {
   readonly #byIP = new Map<string, Ref | Ref[]>();
-  readonly #byOwner = new Map<string, Owned>();
+  /** Owner → the addresses it covers (to update and remove them). */
+  readonly #byOwner = new Map<string, readonly string[]>();
   readonly #ancestors = new Map<string, number>();
   /** TTL of served PTR records (the zone's `ttl`). */
   ttl = 5;
@@ -48,17 +44,17 @@ export class ReverseIndex {
     // key. Removing and re-adding them would leave a deleted entry per address in the
     // Map's table at every rebuild, and V8 grows a table full of deleted entries instead
     // of compacting it (14 MB instead of 7 at 160k addresses).
-    const kept = old === undefined ? undefined : new Set(old.ips);
+    const kept = old === undefined ? undefined : new Set(old);
     if (old !== undefined) {
       const now = new Set(ips);
-      for (const ip of old.ips) if (!now.has(ip)) this.#remove(owner, ip);
+      for (const ip of old) if (!now.has(ip)) this.#remove(owner, ip);
     }
     if (src === undefined || ips.length === 0) {
       this.#byOwner.delete(owner);
       return;
     }
     const ref: Ref = { owner, src };
-    this.#byOwner.set(owner, { ref, ips });
+    this.#byOwner.set(owner, ips);
     for (const ip of ips) {
       if (kept?.has(ip) === true) this.#replace(ref, ip);
       else this.#add(ref, ip);

@@ -31,9 +31,9 @@ export interface RecordSet {
    */
   readonly build?: () => TypeEntry;
   /**
-   * Names one label below this one, answered on demand (a service's endpoint names):
-   * they are not nodes of the table, so 150k endpoints cost no name strings, nodes or
-   * record objects until queried.
+   * Names below this one answered on demand (a service's endpoint names, one label
+   * down, and its `_port._proto` SRV names, two): they are not nodes of the table, so
+   * 150k endpoints cost no name strings, nodes or record objects until queried.
    */
   readonly children?: ChildNames;
 }

@@ -9,7 +9,7 @@ import { EndpointNames } from '../../src/zone/endpoints.js';
 import type { PtrSource } from '../../src/zone/build.js';
 
 function src(base: string, clusterIPs: string[], eps: [label: string, ip: string, dashed: boolean][]): PtrSource {
-  const names = new EndpointNames(base, 5);
+  const names = new EndpointNames(5);
   for (const [label, ip, dashed] of eps) names.add(label, ip, dashed);
   return { base, clusterIPs, endpoints: eps.length > 0 ? names : undefined };
 }
@@ -53,7 +53,7 @@ t.test('ClusterIP wins; endpoints merge across services; updates keep, drop and 
 });
 
 t.test('EndpointNames: dashed labels map back to the exact canonical address only', async (t) => {
-  const n = new EndpointNames('web.a.svc.z', 5);
+  const n = new EndpointNames(5);
   n.add('10-1-0-1', '10.1.0.1', true);
   n.add('fd00--1', 'fd00::1', true);
   n.add('web-0', '10.1.0.2', false);
