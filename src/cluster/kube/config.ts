@@ -234,14 +234,21 @@ export class ClientConfig implements WatchConfig {
     await this.#applyAuthorization(opts, user);
     if (user?.username) opts.auth = `${user.username}:${user.password ?? ''}`;
     const agentOptions = agentOptionsOf(opts);
-    const key = tlsKey(agentOptions, cluster);
+    opts.agent = this.#sharedAgent(tlsKey(agentOptions, cluster), () => createAgent(cluster, agentOptions));
+  }
+
+  /**
+   * The one agent for TLS material `key`: kept while the key is the same, else replaced
+   * by `make()` and the old one retired.
+   */
+  #sharedAgent(key: string, make: () => AgentLike): AgentLike {
     if (this.#agent === undefined || key !== this.#agentKey) {
-      const agent = createAgent(cluster, agentOptions);
+      const agent = make();
       if (this.#agent !== undefined) this.#retire(this.#agent);
       this.#agent = agent;
       this.#agentKey = key;
     }
-    opts.agent = this.#agent;
+    return this.#agent;
   }
 
   /** The same as fetch options (what client-node's `Watch` asks for). */
@@ -285,13 +292,9 @@ export class ClientConfig implements WatchConfig {
     const o = opts as { agent?: unknown };
     // client-node just built a fresh agent (createAgent). Keep the current one while the
     // TLS material is unchanged; the fresh one has never carried a socket and is dropped.
-    const key = tlsKey(opts as Record<string, unknown>, this.getCurrentCluster());
-    if (o.agent instanceof http.Agent && (this.#agent === undefined || key !== this.#agentKey)) {
-      if (this.#agent !== undefined) this.#retire(this.#agent);
-      this.#agent = o.agent;
-      this.#agentKey = key;
-    }
-    if (this.#agent !== undefined) o.agent = this.#agent;
+    const fresh = o.agent;
+    if (fresh instanceof http.Agent) o.agent = this.#sharedAgent(tlsKey(opts as Record<string, unknown>, this.getCurrentCluster()), () => fresh);
+    else if (this.#agent !== undefined) o.agent = this.#agent;
   }
 
   /**
@@ -639,7 +642,7 @@ function homeDir(): string | undefined {
 }
 
 /** client-node's loadFromCluster, with the checks that make a missing service account a clear error. */
-function inClusterConfig(root: string): { parsed: Parsed; tokenPath: string } {
+function inClusterConfig(root: string): Parsed {
   const env = process.env;
   const host = env['KUBERNETES_SERVICE_HOST'];
   const port = env['KUBERNETES_SERVICE_PORT'];
@@ -658,7 +661,7 @@ function inClusterConfig(root: string): { parsed: Parsed; tokenPath: string } {
   } catch {
     namespace = undefined;
   }
-  const parsed: Parsed = {
+  return {
     clusters: [{ name: 'inCluster', caFile: caPath, server: `${scheme}://${serverHost}:${port}`, skipTLSVerify: false }],
     // client-node's user has a FileAuth auth-provider; ours reads the token through TokenFile.
     users: [{ name: 'inClusterUser' }],
@@ -666,7 +669,6 @@ function inClusterConfig(root: string): { parsed: Parsed; tokenPath: string } {
     currentContext: 'inClusterContext',
     tokenFiles: new Map([['inClusterUser', { path: tokenPath, token: undefined }]]),
   };
-  return { parsed, tokenPath };
 }
 
 /** Strip trailing slashes; http:// needs skipTLSVerify in client-node (there is no TLS). */
@@ -701,7 +703,7 @@ export function loadClientConfig(opts: ClientConfigOptions): ClientConfig {
     }
     kc.source = 'kubeconfig';
   } else if (opts.inCluster === true) {
-    parsed = inClusterConfig(root).parsed;
+    parsed = inClusterConfig(root);
     kc.source = 'in-cluster';
   } else {
     const files = (process.env['KUBECONFIG'] ?? '').split(delimiter).filter((f) => f !== '');
@@ -721,7 +723,7 @@ export function loadClientConfig(opts: ClientConfigOptions): ClientConfig {
         fail(`kubeconfig: ${(err as Error).message}`);
       }
     } else if (existsSync(`${SERVICE_ACCOUNT_DIR}/token`)) {
-      parsed = inClusterConfig('').parsed;
+      parsed = inClusterConfig('');
     } else {
       fail('no kubeconfig found ($KUBECONFIG, ~/.kube/config) and not running in a pod: give --kubeconfig or --in-cluster');
     }
