@@ -5,9 +5,9 @@
  * records at the edge and drops the rest, so memory stays proportional to what DNS
  * needs and nothing downstream knows which source fed it.
  *
- * Don't add fields lightly: each one costs memory per object at 150k pods, and every
- * field here must also be compared by the equivalence functions in `equivalence.ts`,
- * or updates that change it will be silently ignored.
+ * Don't add fields lightly: each one costs memory per object at 150k pods. Objects are
+ * plain data (no classes, no getters): the store's no-op check (`deepEqual`, equal.ts)
+ * compares own fields, and the worker IPC copies them by structured clone.
  */
 
 export type Protocol = 'TCP' | 'UDP' | 'SCTP';
@@ -69,6 +69,32 @@ export interface Endpoint {
   readonly zone?: string;
 }
 
+/**
+ * A slice's endpoints kept as columns instead of an object per endpoint: the form the
+ * Kubernetes API source stores (see `src/cluster/packed.ts`). An endpoint object, its
+ * address array and its conditions cost about 100 bytes more per endpoint than one slot
+ * in `ips`, which at 150k endpoints is most of the store. Plain data (arrays, strings,
+ * numbers), so the store's deep equality and the worker IPC (structured clone) carry it
+ * unchanged. Only slices whose every endpoint has exactly one address are packed (the
+ * API's own rule for EndpointSlices; clients may use just the first).
+ */
+export interface PackedEndpoints {
+  /** The address of each endpoint (canonical text). */
+  readonly ips: readonly string[];
+  /**
+   * Condition bits of each endpoint (ready 1, serving 2, terminating 4): one number when
+   * every endpoint has the same, else a string of one digit per endpoint.
+   */
+  readonly conditions: number | string;
+  /** Hostname of each endpoint; absent when no endpoint has one. */
+  readonly hostnames?: readonly (string | undefined)[];
+  /** Pod name of each endpoint (endpointPodNames); absent when none is kept. */
+  readonly podNames?: readonly (string | undefined)[];
+}
+
+/** A slice's endpoints: one object each (files, registry) or packed (the API source). */
+export type Endpoints = readonly Endpoint[] | PackedEndpoints;
+
 export interface EndpointPort {
   /** '' when unnamed. */
   readonly name: string;
@@ -87,7 +113,7 @@ export interface EndpointSlice {
   /** From the `kubernetes.io/service-name` label (legacy: the object name). */
   readonly serviceName: string;
   readonly addressType: IPFamily | 'FQDN';
-  readonly endpoints: readonly Endpoint[];
+  readonly endpoints: Endpoints;
   readonly ports: readonly EndpointPort[];
   readonly legacy: boolean;
   readonly labels: Readonly<Record<string, string>>;

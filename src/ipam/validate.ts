@@ -26,6 +26,7 @@
  * @module
  */
 import type { EndpointSlice } from '../cluster/model.js';
+import { endpointList } from '../cluster/packed.js';
 import { type FieldError, forbidden, invalid, notSupported, required } from './field.js';
 import { INVALID_IP_MESSAGE } from './families.js';
 import { IP } from './ip.js';
@@ -255,7 +256,7 @@ export function validateEndpointsUpdate(ep: EndpointsJSON, old: EndpointsJSON, o
 export function validateEndpointSliceAddresses(slice: EndpointSlice, options: EndpointIPOptions = {}): FieldError[] {
   const errs: FieldError[] = [];
   if (slice.addressType === 'FQDN') return errs;
-  slice.endpoints.forEach((ep, i) => {
+  endpointList(slice.endpoints).forEach((ep, i) => {
     ep.addresses.forEach((address, j) => {
       const path = `endpoints[${i}].addresses[${j}]`;
       const ip = IP.parse(address);

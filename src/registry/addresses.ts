@@ -14,6 +14,7 @@
  */
 import type { Origin } from '../cluster/files.js';
 import type { EndpointSlice, Pod } from '../cluster/model.js';
+import { endpointList } from '../cluster/packed.js';
 import { fieldErrorBody, invalid } from '../ipam/field.js';
 import { type ClusterIPOwnerLookup, validateEndpointIP } from '../ipam/validate.js';
 import type { Anomaly } from './anomalies.js';
@@ -45,7 +46,7 @@ export function checkAddresses(zone: string, item: SliceToCheck, owners: Cluster
   const anomalies: Anomaly[] = [];
   let changed = false;
   const endpoints = [];
-  for (const [i, ep] of slice.endpoints.entries()) {
+  for (const [i, ep] of endpointList(slice.endpoints).entries()) {
     const addresses: string[] = [];
     for (const [j, address] of ep.addresses.entries()) {
       const msgs = validateEndpointIP(address, { clusterIPOwner: owners });

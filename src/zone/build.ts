@@ -7,6 +7,7 @@ import { Type } from '../dns/constants.js';
 import { dashedIP } from '../dns/ip.js';
 import { addressRR, type RR } from '../dns/rr.js';
 import type { EndpointSlice, Service } from '../cluster/model.js';
+import { eachAddress } from '../cluster/packed.js';
 import { EndpointNames } from './endpoints.js';
 import { exists, type ChildNames, type RecordSet, type TypeEntry } from './table.js';
 
@@ -23,33 +24,38 @@ export interface ZoneOptions {
   readonly namespaces: ReadonlySet<string> | undefined;
 }
 
-/** Served endpoint addresses of a service, one entry per (name, address). */
+/**
+ * Served endpoint addresses of a service, one entry per (name, address). Most are known
+ * by their dashed address, whose name is made only where it is written (`nameOf`).
+ */
 export interface ServedEndpoint {
-  readonly name: string;
+  /** The hostname or pod name label; undefined: the dashed address. */
+  readonly label: string | undefined;
   readonly ip: string;
-  /** The name is the dashed address (no usable hostname or pod name). */
-  readonly dashed: boolean;
   readonly ports: EndpointSlice['ports'];
+}
+
+/** The endpoint's name label (spec §2.1 "hostname"; CoreDNS endpointHostname). */
+export function nameOf(e: ServedEndpoint): string {
+  return e.label ?? dashedIP(e.ip);
 }
 
 const LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
-/** The label an endpoint address is known by (spec §2.1 "hostname"; CoreDNS endpointHostname). */
-export function endpointName(
-  ep: EndpointSlice['endpoints'][number],
-  ip: string,
-  endpointPodNames: boolean,
-): string {
-  return endpointLabel(ep, endpointPodNames) ?? dashedIP(ip);
-}
-
-/** The hostname or (with endpointPodNames) pod name label; undefined: the dashed address. */
-function endpointLabel(ep: EndpointSlice['endpoints'][number], endpointPodNames: boolean): string | undefined {
-  const host = ep.hostname?.toLowerCase();
-  if (host !== undefined && LABEL.test(host)) return host;
-  const pod = ep.podName?.toLowerCase();
-  if (endpointPodNames && pod !== undefined && pod.length < 64 && LABEL.test(pod)) return pod;
-  return undefined;
+/**
+ * The hostname or (with endpointPodNames) pod name label, undefined for the dashed
+ * address; also undefined when the label is the dashed address itself, so that the
+ * same (name, address) pair is never counted twice.
+ */
+function endpointLabel(ip: string, hostname: string | undefined, podName: string | undefined, endpointPodNames: boolean): string | undefined {
+  let label: string | undefined;
+  const host = hostname?.toLowerCase();
+  if (host !== undefined && LABEL.test(host)) label = host;
+  else {
+    const pod = podName?.toLowerCase();
+    if (endpointPodNames && pod !== undefined && pod.length < 64 && LABEL.test(pod)) label = pod;
+  }
+  return label !== undefined && label === dashedIP(ip) ? undefined : label;
 }
 
 /**
@@ -61,22 +67,27 @@ function endpointLabel(ep: EndpointSlice['endpoints'][number], endpointPodNames:
  */
 export function servedEndpoints(svc: Service, slices: readonly EndpointSlice[], opts: ZoneOptions): ServedEndpoint[] {
   const out: ServedEndpoint[] = [];
-  const seen = new Set<string>();
+  // (name, address) pairs seen: dashed ones by address, labelled ones by `label|address`.
+  const dashed = new Set<string>();
+  let labelled: Set<string> | undefined;
   // Slices sorted by name so names and order do not depend on event order.
-  const sorted = [...slices].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const sorted = slices.length < 2 ? slices : [...slices].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const slice of sorted) {
     if (slice.addressType === 'FQDN') continue;
-    for (const ep of slice.endpoints) {
-      if (!ep.conditions.ready && !svc.publishNotReadyAddresses) continue;
-      for (const ip of ep.addresses) {
-        const label = endpointLabel(ep, opts.endpointPodNames);
-        const name = label ?? dashedIP(ip);
-        const k = `${name}|${ip}`;
-        if (seen.has(k)) continue;
-        seen.add(k);
-        out.push({ name, ip, dashed: label === undefined, ports: slice.ports });
+    const ports = slice.ports;
+    eachAddress(slice.endpoints, (ip, bits, hostname, podName) => {
+      if ((bits & 1) === 0 && !svc.publishNotReadyAddresses) return;
+      const label = hostname === undefined && podName === undefined ? undefined : endpointLabel(ip, hostname, podName, opts.endpointPodNames);
+      if (label === undefined) {
+        if (dashed.has(ip)) return;
+        dashed.add(ip);
+      } else {
+        const k = `${label}|${ip}`;
+        if ((labelled ??= new Set()).has(k)) return;
+        labelled.add(k);
       }
-    }
+      out.push({ label, ip, ports });
+    });
   }
   return out;
 }
@@ -134,7 +145,7 @@ export function serviceRecords(zone: string, svc: Service, slices: readonly Endp
   let names: EndpointNames | undefined;
   if (eps.length > 0) {
     names = new EndpointNames(ttl);
-    for (const e of eps) names.add(e.name, e.ip, e.dashed);
+    for (const e of eps) names.add(e.label, e.ip);
   }
   const children = new ServiceChildren(base, ttl, svc, slices, opts, names, eps);
   // §2.3.2 / §2.4.2: the bare service name lists every port.
@@ -313,7 +324,7 @@ function headlessSrvSet(name: string, base: string, ttl: number, eps: readonly S
   const extra: RR[] = [];
   const seenExtra = new Set<string>();
   for (const c of cands) {
-    const target = `${c.ep.name}.${base}`;
+    const target = `${nameOf(c.ep)}.${base}`;
     const k = `${target}|${c.port}`;
     if (!seen.has(k)) {
       seen.add(k);

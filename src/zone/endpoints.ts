@@ -3,8 +3,9 @@
  * CoreDNS serves them under ClusterIP services too), kept compact and answered on demand.
  *
  * Most endpoints are known by their dashed address (`10-244-1-7`): for those only the
- * address is kept (a Set slot; the string is the store's own), and a query's label is
- * turned back into an address to look it up. Endpoints with a hostname (StatefulSets) or
+ * address is kept (an array slot; the string is the store's own), and a query's label is
+ * turned back into an address to look it up (a scan, or a Set made on the first lookup
+ * of a large service: 8 bytes an address instead of a Set's ~25 for every service). Endpoints with a hostname (StatefulSets) or
  * a pod name (`endpointPodNames`) keep their label in a map. No name strings, record
  * objects or table nodes exist per endpoint: at 150k endpoints that is most of the zone's
  * memory. The same structure answers the endpoint PTRs (§2.4.3).
@@ -31,8 +32,10 @@ function list(v: OneOrMany | undefined): readonly string[] {
 /** Read by ServiceChildren (build.ts), which answers every name below a service. */
 export class EndpointNames {
   readonly #ttl: number;
-  /** Addresses whose label is their dashed form. */
-  readonly #dashed = new Set<string>();
+  /** Addresses whose label is their dashed form, each once. */
+  readonly #dashed: string[] = [];
+  /** #dashed as a Set, made when first needed for a large service. */
+  #dashedSet: Set<string> | undefined;
   /** Other labels (hostnames, pod names) → addresses, in first-seen order. */
   readonly #byLabel = new Map<string, OneOrMany>();
   /** The reverse of #byLabel, for PTR. */
@@ -42,34 +45,46 @@ export class EndpointNames {
     this.#ttl = ttl;
   }
 
-  /** Add the endpoint name `label` for address `ip` (canonical text). */
-  add(label: string, ip: string, dashed: boolean): void {
-    // A dashed label is kept as its address only when the label maps back to exactly
-    // that text (canonical addresses); anything else keeps its label string.
-    if (dashed && podLabelToIP(label) === ip) {
-      this.#dashed.add(ip);
-      return;
+  /**
+   * Add the endpoint name `label` (undefined: the dashed address) for address `ip`.
+   * Each (label, address) pair is added once (servedEndpoints de-duplicates).
+   */
+  add(label: string | undefined, ip: string): void {
+    if (label === undefined) {
+      // Kept as the bare address only when its dashed label maps back to exactly that
+      // text (canonical addresses); anything else keeps its label string.
+      const d = dashedIP(ip);
+      if (podLabelToIP(d) === ip) {
+        this.#dashed.push(ip);
+        return;
+      }
+      label = d;
     }
     push(this.#byLabel, label, ip);
     push(this.#labelsOf, ip, label);
   }
 
   get size(): number {
-    return this.#dashed.size + this.#byLabel.size;
+    return this.#dashed.length + this.#byLabel.size;
+  }
+
+  #isDashed(ip: string): boolean {
+    if (this.#dashed.length <= 64) return this.#dashed.includes(ip);
+    return (this.#dashedSet ??= new Set(this.#dashed)).has(ip);
   }
 
   /** Addresses of the endpoint name `label`. */
   addresses(label: string): string[] {
     const out = [...list(this.#byLabel.get(label))];
     const ip = podLabelToIP(label);
-    if (ip !== undefined && this.#dashed.has(ip) && dashedIP(ip) === label && !out.includes(ip)) out.push(ip);
+    if (ip !== undefined && dashedIP(ip) === label && this.#isDashed(ip) && !out.includes(ip)) out.push(ip);
     return out;
   }
 
   /** Labels of the endpoint names that have address `ip` (for PTR). */
   labelsOf(ip: string): string[] {
     const out = [...list(this.#labelsOf.get(ip))];
-    if (this.#dashed.has(ip)) {
+    if (this.#isDashed(ip)) {
       const d = dashedIP(ip);
       if (!out.includes(d)) out.push(d);
     }
@@ -79,7 +94,7 @@ export class EndpointNames {
   /** Every address (each once). */
   *allAddresses(): IterableIterator<string> {
     yield* this.#dashed;
-    for (const ip of this.#labelsOf.keys()) if (!this.#dashed.has(ip)) yield ip;
+    for (const ip of this.#labelsOf.keys()) if (!this.#isDashed(ip)) yield ip;
   }
 
   /** Records of the endpoint name `name` (= `<label>.<service>`), undefined when there is none. */

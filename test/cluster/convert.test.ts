@@ -11,6 +11,7 @@ import {
   toService,
   type ConvertResult,
 } from '../../src/cluster/convert.js';
+import { endpointList } from '../../src/cluster/packed.js';
 
 function value<T>(r: ConvertResult<T>): T {
   if (!r.ok) throw new Error(`expected ok, got error: ${r.error}`);
@@ -332,7 +333,7 @@ t.test('toEndpointSlice: full object is slimmed to the model', async (t) => {
 });
 
 t.test('toEndpointSlice: conditions', async (t) => {
-  const conds = (c: unknown): unknown => value(toEndpointSlice(slice({ endpoints: [{ addresses: ['10.0.0.1'], ...(c === undefined ? {} : { conditions: c }) }] }))).endpoints[0]?.conditions;
+  const conds = (c: unknown): unknown => endpointList(value(toEndpointSlice(slice({ endpoints: [{ addresses: ['10.0.0.1'], ...(c === undefined ? {} : { conditions: c }) }] }))).endpoints)[0]?.conditions;
   t.strictSame(conds(undefined), { ready: true, serving: true, terminating: false }, 'all nil');
   t.strictSame(conds({}), { ready: true, serving: true, terminating: false });
   t.strictSame(conds({ ready: null }), { ready: true, serving: true, terminating: false }, 'null is nil');
@@ -373,7 +374,7 @@ t.test('toEndpointSlice: no endpoints, no ports, FQDN', async (t) => {
   t.strictSame(empty.endpoints, []);
   t.strictSame(empty.ports, [], 'a slice without ports is fine');
   const fqdn = value(toEndpointSlice(slice({ addressType: 'FQDN', endpoints: [{ addresses: ['DB.Example.com.'] }] })));
-  t.strictSame(fqdn.endpoints[0]?.addresses, ['db.example.com']);
+  t.strictSame(endpointList(fqdn.endpoints)[0]?.addresses, ['db.example.com']);
   t.equal(error(toEndpointSlice(slice({ addressType: 'FQDN', endpoints: [{ addresses: ['a b'] }] }))).startsWith('endpoints[0].addresses[0]: must be a DNS-1123 subdomain'), true);
 });
 
@@ -421,7 +422,7 @@ t.test('toEndpoints: legacy v1 Endpoints', async (t) => {
   const v6 = value(toEndpoints({ metadata: { name: 'x' }, subsets: [{ addresses: [{ ip: 'fd00::1' }, { ip: '10.0.0.1' }] }] }));
   t.equal(v6.addressType, 'IPv6', 'addressType from the first address');
   t.equal(v6.namespace, 'default');
-  t.strictSame(v6.endpoints.map((x) => x.addresses[0]), ['fd00::1', '10.0.0.1'], 'both families kept');
+  t.strictSame(endpointList(v6.endpoints).map((x) => x.addresses[0]), ['fd00::1', '10.0.0.1'], 'both families kept');
 
   const none = value(toEndpoints({ metadata: { name: 'x', namespace: 'a' } }));
   t.equal(none.addressType, 'IPv4');

@@ -6,6 +6,7 @@ import t from 'tap';
 import { FileSource, type Diagnostic, type FileSourceOptions, type ZonesChange } from '../../src/cluster/files.js';
 import type { ClusterObject } from '../../src/cluster/model.js';
 import type { ClusterStore } from '../../src/cluster/store.js';
+import { endpointList } from '../../src/cluster/packed.js';
 
 /** What the helpers need from a test. */
 interface Tap {
@@ -154,7 +155,7 @@ items:
   t.strictSame([...store.services.keys()].sort(), ['apps/c', 'apps/d', 'apps/e', 'default/a', 'default/b']);
   t.equal(ipOf(store, 'apps/d'), '10.96.0.14');
   t.strictSame([...store.slices.keys()], ['default/a-1']);
-  t.strictSame(store.endpointsOf('default/a')[0]?.endpoints[0]?.addresses, ['10.244.0.5']);
+  t.strictSame(endpointList(store.endpointsOf('default/a')[0]!.endpoints)[0]?.addresses, ['10.244.0.5']);
   t.strictSame([...store.legacyEndpoints.keys()], ['apps/legacy']);
   t.strictSame(store.pods.get('apps/p1')?.ips, ['10.244.0.7']);
   t.strictSame(store.namespaces.get('apps'), { name: 'apps', labels: { team: 'x' } }, 'manifest wins over synthesis');
@@ -188,13 +189,13 @@ t.test('the shipped zones/cluster.local example loads with zero diagnostics', as
     s.services.get('kube-system/kube-dns')?.ports.map((p) => `${p.name}:${p.port}/${p.protocol}`),
     ['dns:53/UDP', 'dns-tcp:53/TCP', 'metrics:9153/TCP'],
   );
-  t.strictSame(s.endpointsOf('default/kubernetes')[0]?.endpoints[0]?.addresses, ['172.18.0.2']);
-  t.strictSame(s.endpointsOf('kube-system/kube-dns').flatMap((x) => x.endpoints.map((e) => e.addresses[0])), ['10.244.0.2', '10.244.0.3']);
-  const web = s.endpointsOf('shop/web').flatMap((x) => x.endpoints.map((e) => `${e.hostname}:${e.addresses[0]}:${e.conditions.ready}`));
+  t.strictSame(endpointList(s.endpointsOf('default/kubernetes')[0]!.endpoints)[0]?.addresses, ['172.18.0.2']);
+  t.strictSame(s.endpointsOf('kube-system/kube-dns').flatMap((x) => endpointList(x.endpoints).map((e) => e.addresses[0])), ['10.244.0.2', '10.244.0.3']);
+  const web = s.endpointsOf('shop/web').flatMap((x) => endpointList(x.endpoints).map((e) => `${e.hostname}:${e.addresses[0]}:${e.conditions.ready}`));
   t.strictSame(web, ['web-0:10.244.1.20:true', 'web-1:10.244.2.21:true', 'web-2:10.244.3.22:false']);
   t.strictSame(s.endpointsOf('shop/cart').map((x) => x.addressType).sort(), ['IPv4', 'IPv6']);
   t.equal(s.services.get('data/zk-hs')?.publishNotReadyAddresses, true);
-  t.ok(s.endpointsOf('data/zk-hs').every((x) => x.endpoints.every((e) => !e.conditions.ready)));
+  t.ok(s.endpointsOf('data/zk-hs').every((x) => endpointList(x.endpoints).every((e) => !e.conditions.ready)));
   const legacy = s.endpointsOf('data/external-db');
   t.equal(legacy.length, 1);
   t.equal(legacy[0]?.legacy, true);

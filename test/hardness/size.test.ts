@@ -20,6 +20,7 @@ import { decode, makeQuery, tcpExchange, udpExchange } from '../helpers/dns.js';
 import { buildServer, endpoints, listenOn, rawQuery, shapeOf, Z, type Server } from './_lib.js';
 import { ipToBytes } from '../../src/dns/ip.js';
 import { port, slice, svc } from '../helpers/cluster.js';
+import { endpointList } from '../../src/cluster/packed.js';
 
 const T = { A: 1, AAAA: 28, SRV: 33, PTR: 12, ANY: 255, TXT: 16, SOA: 6, NS: 2, CNAME: 5, MX: 15 } as const;
 
@@ -200,7 +201,7 @@ function clusterSignatures(s: Server): { labels: Buffer[]; addrs: Buffer[]; text
   }
   for (const ns of s.store.namespaces.keys()) names.add(ns);
   for (const sl of [...s.store.slices.values(), ...s.store.legacyEndpoints.values()]) {
-    for (const e of sl.endpoints) {
+    for (const e of endpointList(sl.endpoints)) {
       e.addresses.forEach((ip) => ips.add(ip));
       if (e.hostname !== undefined) names.add(e.hostname);
     }

@@ -79,3 +79,23 @@ t.test('dig against the Kubernetes API source', async (t) => {
     t.equal(await cli.stop('SIGTERM'), 0);
   });
 });
+
+t.test('dig against the Kubernetes API source with --workers 2', async (t) => {
+  // The API source stores slices packed (src/cluster/packed.ts); workers get them by
+  // structured clone over IPC and must serve the same names from them.
+  if (!requireTool(t, 'dig', 'bind9-dnsutils')) return;
+  const s = await fakeServer(t, { tls: true, token: 'e2e-token' });
+  loadManifests(s, join(ROOT, 'zones', Z));
+  const kubeconfig = s.writeKubeconfig(tempDir(t));
+  const cli = await startCli(t, ['--kubeconfig', kubeconfig, '--domain', Z, '--dns', '127.0.0.1:0', '--http', '127.0.0.1:0', '--workers', '2']);
+  t.match(cli.stdout(), /with 2 workers/);
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline && (await fetch(`http://127.0.0.1:${cli.httpPort}/readyz`)).status !== 200) await sleep(50);
+  // Both workers answer: ask enough times that each one is asked.
+  const answers = await Promise.all(Array.from({ length: 20 }, () => dig(cli.port, ['+short', `web-0.web.shop.svc.${Z}`, 'A'])));
+  t.same([...new Set(answers.map((a) => a.trim()))], ['10.244.1.20'], 'an endpoint name from every worker');
+  exampleNameChecks(t, cli.port);
+  t.test('SIGTERM stops it cleanly', async (t) => {
+    t.equal(await cli.stop('SIGTERM'), 0);
+  });
+});

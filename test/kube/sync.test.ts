@@ -6,6 +6,7 @@
 import t from 'tap';
 import type { ClusterChange } from '../../src/cluster/store.js';
 import { fakeServer, makeSource, ns, pod, serveDns, slice, startSource, svc, until, Z } from './helpers/setup.js';
+import { endpointList } from '../../src/cluster/packed.js';
 
 t.test('initial sync pages through every list (limit/continue), then watches from the list RV with bookmarks', async (t) => {
   const s = await fakeServer(t, { tls: true });
@@ -281,7 +282,7 @@ t.test('endpoints keep only what DNS reads; pod names only with endpointPodNames
       s.create('Service', svc('a', 'web', 'None'));
       s.create('EndpointSlice', withPod('web-5d8f-abcde'));
       const { source } = await startSource(t, s, { endpointPodNames });
-      const ep = source.store.slices.get('a/web-1')?.endpoints[0];
+      const ep = endpointList(source.store.slices.get('a/web-1')!.endpoints)[0];
       t.same(ep?.addresses, ['10.1.0.1']);
       t.equal(ep?.nodeName, undefined, 'nodeName dropped (topology, not DNS)');
       t.equal(ep?.zone, undefined, 'zone dropped');

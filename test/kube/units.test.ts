@@ -11,6 +11,7 @@ import { labelSelectorError } from '../../src/cluster/kube/selector.js';
 import { TokenFile } from '../../src/cluster/kube/token.js';
 import { StoreWriter } from '../../src/cluster/kube/writer.js';
 import { deepEqual } from '../../src/cluster/equal.js';
+import { endpointList, isPacked } from '../../src/cluster/packed.js';
 import { ClusterStore } from '../../src/cluster/store.js';
 import { ep, slice, svc } from '../helpers/cluster.js';
 import { tempDir } from './helpers/setup.js';
@@ -75,16 +76,19 @@ t.test('label selector syntax', async (t) => {
   }
 });
 
-t.test('Interner: shared parts, structurally equal, frozen', async (t) => {
+t.test('Interner: endpoints packed, shared parts, frozen', async (t) => {
   const i = new Interner();
   const mk = (ip: string) => slice('a', 'web', `web-${ip}`, [ep(ip), ep(`${ip}9`, { ready: false })], [{ name: 'http', port: 80, protocol: 'TCP' }]);
   const s1 = mk('10.0.0.1');
   const a = i.object({ kind: 'EndpointSlice', obj: s1 });
   const b = i.object({ kind: 'EndpointSlice', obj: mk('10.0.0.2') });
-  t.ok(deepEqual(a.obj, s1), 'same structure as the original');
   if (a.kind !== 'EndpointSlice' || b.kind !== 'EndpointSlice') throw new Error('kind');
-  t.equal(a.obj.endpoints[0]!.conditions, b.obj.endpoints[0]!.conditions, 'conditions shared');
-  t.not(a.obj.endpoints[0]!.conditions, a.obj.endpoints[1]!.conditions, 'different conditions, different objects');
+  t.ok(isPacked(a.obj.endpoints), 'one address per endpoint: packed');
+  t.ok(deepEqual({ ...a.obj, endpoints: endpointList(a.obj.endpoints) }, s1), 'unpacked, the same structure as the original');
+  t.ok(deepEqual(a.obj, i.object({ kind: 'EndpointSlice', obj: mk('10.0.0.1') }).obj), 'packing is deterministic (no-op updates stay no-ops)');
+  t.notOk(deepEqual(a.obj, b.obj), 'a changed address is a change');
+  t.equal(endpointList(a.obj.endpoints)[0]!.conditions, endpointList(b.obj.endpoints)[0]!.conditions, 'conditions shared');
+  t.not(endpointList(a.obj.endpoints)[0]!.conditions, endpointList(a.obj.endpoints)[1]!.conditions, 'different conditions, different objects');
   t.equal(a.obj.ports, b.obj.ports, 'ports shared');
   t.ok(Object.isFrozen(a.obj.ports) && Object.isFrozen(a.obj.ports[0]));
   const s = i.object({ kind: 'Service', obj: svc('a', 'x', { ports: [{ name: 'http', port: 80, protocol: 'TCP' }] }) });

@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import t from 'tap';
 import { ZONE, docs, harness, pod, svc } from './_harness.js';
+import { endpointList } from '../../src/cluster/packed.js';
 
 const slice = (name: string, service: string, type: 'IPv4' | 'IPv6', ips: string[]) => ({
   apiVersion: 'discovery.k8s.io/v1',
@@ -37,7 +38,7 @@ t.test('special addresses in slices and Endpoints written in the files', async (
     },
     { config: { serviceCIDRs: ['10.96.0.0/12', 'fd00:10:96::/112'] } },
   );
-  const addrs = (key: string) => h.slices(key).flatMap((s) => s.endpoints.flatMap((e) => e.addresses));
+  const addrs = (key: string) => h.slices(key).flatMap((s) => endpointList(s.endpoints).flatMap((e) => e.addresses));
   t.same(addrs('default/v4'), ['10.244.0.1', '239.1.1.1', '255.255.255.255'], 'global multicast and broadcast allowed (upstream parity)');
   t.same(addrs('default/v6'), ['2001:db8::1']);
   t.same(h.slices('default/bad-only'), [], 'a slice left empty is dropped');
@@ -75,7 +76,7 @@ t.test("another Service's clusterIP is refused as an endpoint", async (t) => {
       slice('loop-a', 'loop', 'IPv4', ['10.96.0.10', '10.244.0.3']),
     ),
   });
-  t.same(h.slices('default/loop').flatMap((s) => s.endpoints.flatMap((e) => e.addresses)), ['10.244.0.3']);
+  t.same(h.slices('default/loop').flatMap((s) => endpointList(s.endpoints).flatMap((e) => e.addresses)), ['10.244.0.3']);
   const [a] = h.registry.zone(ZONE).anomalies().filter((x) => x.kind === 'refused-address');
   t.equal(a?.message, 'Invalid value: "10.96.0.10": may not be the cluster IP of a Service (default/dns)');
   // Its own clusterIP too (a virtual IP is never a destination).
@@ -95,7 +96,7 @@ t.test('pod addresses refused in generated slices are reported against the Pod',
     ),
     'solo.yaml': docs(svc('solo', { selector: { app: 'solo' } }), pod('solo-0', { labels: { app: 'solo' }, ips: ['169.254.0.9'] })),
   });
-  t.same(h.slices('default/web').flatMap((s) => s.endpoints.map((e) => e.podName)), ['good']);
+  t.same(h.slices('default/web').flatMap((s) => endpointList(s.endpoints).map((e) => e.podName)), ['good']);
   t.same(h.slices('default/solo'), [], 'its only endpoint refused: the slice is dropped');
   const refused = h.registry.zone(ZONE).anomalies().filter((a) => a.kind === 'refused-address');
   t.same(

@@ -7,6 +7,7 @@ import t from 'tap';
 import type { Pod, Service } from '../../src/cluster/model.js';
 import { CONTROLLER_NAME, MANAGED_BY_LABEL, PodIndex, buildEndpointSlices, findPort } from '../../src/registry/endpoints.js';
 import { ZONE, docs, harness, pod, svc } from './_harness.js';
+import { endpointList } from '../../src/cluster/packed.js';
 
 const DUAL = { serviceCIDRs: ['10.96.0.0/12', 'fd00:10:96::/112'] };
 
@@ -14,7 +15,7 @@ type Row = string;
 /** `podName addr ready/serving/terminating hostname` per endpoint, in slice order. */
 function rows(slices: ReturnType<Awaited<ReturnType<typeof harness>>['slices']>): Row[] {
   return slices.flatMap((s) =>
-    s.endpoints.map((e) => `${e.podName ?? '-'} ${e.addresses.join(',')} ${+e.conditions.ready}${+e.conditions.serving}${+e.conditions.terminating}${e.hostname === undefined ? '' : ` ${e.hostname}`}`),
+    endpointList(s.endpoints).map((e) => `${e.podName ?? '-'} ${e.addresses.join(',')} ${+e.conditions.ready}${+e.conditions.serving}${+e.conditions.terminating}${e.hostname === undefined ? '' : ` ${e.hostname}`}`),
   );
 }
 
@@ -72,7 +73,7 @@ t.test('named targetPort resolves per pod; a pod without it contributes no port 
     ),
   });
   const slices = h.slices('default/api');
-  const byPod = Object.fromEntries(slices.flatMap((s) => s.endpoints.map((e) => [e.podName, s.ports.map((p) => `${p.name}:${p.port}/${p.protocol}`).join(' ')])));
+  const byPod = Object.fromEntries(slices.flatMap((s) => endpointList(s.endpoints).map((e) => [e.podName, s.ports.map((p) => `${p.name}:${p.port}/${p.protocol}`).join(' ')])));
   t.same(byPod, {
     a1: 'http:8080/TCP metrics:9100/TCP dns:5353/UDP',
     a2: 'http:8081/TCP metrics:9100/TCP',
@@ -99,9 +100,9 @@ t.test('at most 100 endpoints per slice, deterministic names and order', async (
   const pods = Array.from({ length: 250 }, (_, i) => pod(`p-${String(i).padStart(3, '0')}`, { labels: { app: 'big' }, ips: [`10.244.${Math.floor(i / 200)}.${(i % 200) + 1}`] }));
   const h = await harness(t, { 'svc.yaml': docs(svc('big', { selector: { app: 'big' } })), 'pods.yaml': docs(...pods) });
   const slices = h.slices('default/big');
-  t.same(slices.map((s) => `${s.name}:${s.endpoints.length}`), ['big-ipv4-0:100', 'big-ipv4-1:100', 'big-ipv4-2:50']);
-  t.equal(slices[0]?.endpoints[0]?.podName, 'p-000');
-  t.equal(slices[2]?.endpoints[49]?.podName, 'p-249');
+  t.same(slices.map((s) => `${s.name}:${endpointList(s.endpoints).length}`), ['big-ipv4-0:100', 'big-ipv4-1:100', 'big-ipv4-2:50']);
+  t.equal(endpointList(slices[0]!.endpoints)[0]?.podName, 'p-000');
+  t.equal(endpointList(slices[2]!.endpoints)[49]?.podName, 'p-249');
   // Pods written in another order: the same slices.
   const before = JSON.stringify(slices);
   h.write('pods.yaml', docs(...[...pods].reverse()));
@@ -123,7 +124,7 @@ t.test('dual-stack: one set of slices per family of the Service', async (t) => {
     { config: DUAL },
   );
   const slices = h.slices('default/cart');
-  t.same(slices.map((s) => `${s.name} ${s.addressType} ${s.endpoints.map((e) => e.addresses[0]).join(',')}`), [
+  t.same(slices.map((s) => `${s.name} ${s.addressType} ${endpointList(s.endpoints).map((e) => e.addresses[0]).join(',')}`), [
     'cart-ipv4-0 IPv4 10.244.3.1,10.244.3.2',
     'cart-ipv6-0 IPv6 fd00:10:244::3:1',
   ]);
@@ -132,7 +133,7 @@ t.test('dual-stack: one set of slices per family of the Service', async (t) => {
 
 t.test('no matching pod: one empty placeholder slice per family', async (t) => {
   const h = await harness(t, { 'a.yaml': docs(svc('lonely', { selector: { app: 'none' } })) });
-  t.same(h.slices('default/lonely').map((s) => `${s.name}:${s.endpoints.length}:${s.ports.length}`), ['lonely-ipv4-0:0:0']);
+  t.same(h.slices('default/lonely').map((s) => `${s.name}:${endpointList(s.endpoints).length}:${s.ports.length}`), ['lonely-ipv4-0:0:0']);
 });
 
 t.test('endpoints written in the files: replaced for selector Services (reported once), kept otherwise', async (t) => {
@@ -160,10 +161,10 @@ t.test('endpoints written in the files: replaced for selector Services (reported
     ),
   });
   const sel = h.slices('default/sel');
-  t.same(sel.map((s) => `${s.name} ${s.endpoints.map((e) => e.addresses[0]).join(',')}`), ['sel-foreign 10.244.9.3', 'sel-ipv4-0 10.244.4.1'], 'generated + the foreign one');
+  t.same(sel.map((s) => `${s.name} ${endpointList(s.endpoints).map((e) => e.addresses[0]).join(',')}`), ['sel-foreign 10.244.9.3', 'sel-ipv4-0 10.244.4.1'], 'generated + the foreign one');
   t.equal(h.store().legacyEndpoints.get('default/sel'), undefined, 'legacy Endpoints of a selector Service replaced');
   t.same(h.slices('default/manual').map((s) => s.name), ['manual-1'], 'selectorless: as written');
-  t.same(h.slices('default/legacy').map((s) => `${s.legacy} ${s.endpoints[0]?.addresses[0]}`), ['true 10.244.8.2']);
+  t.same(h.slices('default/legacy').map((s) => `${s.legacy} ${endpointList(s.endpoints)[0]?.addresses[0]}`), ['true 10.244.8.2']);
   const replaced = h.registry.zone(ZONE).anomalies().filter((a) => a.kind === 'replaced-slice');
   t.same(replaced.map((a) => `${a.objectKind} ${a.name} ${a.severity} #${a.doc}`).sort(), [
     'EndpointSlice sel-by-controller info #3',
@@ -202,5 +203,5 @@ t.test('unit: PodIndex, findPort and buildEndpointSlices on slim objects', async
   const service: Service = { namespace: 'n', name: 's', type: 'ExternalName', clusterIPs: [], headless: false, ports: [], selector: { x: '1' }, publishNotReadyAddresses: false, labels: {} };
   t.same(buildEndpointSlices(service, [p]), [], 'ExternalName: no slices');
   const small = buildEndpointSlices({ ...service, type: 'ClusterIP', clusterIPs: ['10.96.0.1'] }, Array.from({ length: 5 }, (_, i) => ({ ...p, name: `p${i}` })), 2);
-  t.same(small.map((s) => s.endpoints.length), [2, 2, 1], 'maxPerSlice honoured');
+  t.same(small.map((s) => endpointList(s.endpoints).length), [2, 2, 1], 'maxPerSlice honoured');
 });

@@ -12,6 +12,7 @@ import type { EndpointSlice } from '../../src/cluster/model.js';
 import { loadConfigFile } from '../../src/config.js';
 import { EXAMPLE_CONFIG, ROOT } from '../helpers/cli.js';
 import { ZONE, harness, tempDir } from './_harness.js';
+import { endpointList } from '../../src/cluster/packed.js';
 
 /**
  * What DNS reads of a service's endpoints, order-free. Published = ready, or any with
@@ -20,7 +21,7 @@ import { ZONE, harness, tempDir } from './_harness.js';
  */
 function served(slices: readonly EndpointSlice[], publishNotReady: boolean): string[] {
   return slices
-    .flatMap((s) => s.endpoints.map((e) => `${s.addressType} ${e.addresses.join(',')} published=${e.conditions.ready || publishNotReady} host=${e.hostname ?? ''} pod=${e.podName ?? ''} ports=${s.ports.map((p) => `${p.name}:${p.port}/${p.protocol}`).join(',')}`))
+    .flatMap((s) => endpointList(s.endpoints).map((e) => `${s.addressType} ${e.addresses.join(',')} published=${e.conditions.ready || publishNotReady} host=${e.hostname ?? ''} pod=${e.podName ?? ''} ports=${s.ports.map((p) => `${p.name}:${p.port}/${p.protocol}`).join(',')}`))
     .sort();
 }
 

@@ -10,7 +10,7 @@ import type { PtrSource } from '../../src/zone/build.js';
 
 function src(base: string, clusterIPs: string[], eps: [label: string, ip: string, dashed: boolean][]): PtrSource {
   const names = new EndpointNames(5);
-  for (const [label, ip, dashed] of eps) names.add(label, ip, dashed);
+  for (const [label, ip, dashed] of eps) names.add(dashed ? undefined : label, ip);
   return { base, clusterIPs, endpoints: eps.length > 0 ? names : undefined };
 }
 
@@ -54,10 +54,10 @@ t.test('ClusterIP wins; endpoints merge across services; updates keep, drop and 
 
 t.test('EndpointNames: dashed labels map back to the exact canonical address only', async (t) => {
   const n = new EndpointNames(5);
-  n.add('10-1-0-1', '10.1.0.1', true);
-  n.add('fd00--1', 'fd00::1', true);
-  n.add('web-0', '10.1.0.2', false);
-  n.add('web-0', '10.1.0.4', false);
+  n.add(undefined, '10.1.0.1');
+  n.add(undefined, 'fd00::1');
+  n.add('web-0', '10.1.0.2');
+  n.add('web-0', '10.1.0.4');
   t.same(n.addresses('10-1-0-1'), ['10.1.0.1']);
   t.same(n.addresses('fd00--1'), ['fd00::1']);
   t.same(n.addresses('fd00-0-0-0-0-0-0-1'), []);
@@ -70,4 +70,17 @@ t.test('EndpointNames: dashed labels map back to the exact canonical address onl
   t.same([...n.allAddresses()].sort(), ['10.1.0.1', '10.1.0.2', '10.1.0.4', 'fd00::1']);
   t.equal(n.lookup('nope', 'nope.web.a.svc.z'), undefined);
   t.same([...(n.lookup('web-0', 'web-0.web.a.svc.z')?.keys() ?? [])], [1]);
+});
+
+t.test('EndpointNames: a large service finds its dashed names (the Set made on first lookup)', async (t) => {
+  const n = new EndpointNames(5);
+  for (let i = 0; i < 300; i++) n.add(undefined, `10.2.${i >> 8}.${i & 255}`);
+  n.add('db-0', '10.2.0.7');
+  n.add(undefined, '10.02.0.1');
+  t.equal(n.size, 302);
+  t.same(n.addresses('10-2-1-43'), ['10.2.1.43']);
+  t.same(n.addresses('10-2-1-44'), [], 'one past the last');
+  t.same(n.labelsOf('10.2.0.7').sort(), ['10-2-0-7', 'db-0'], 'dashed and hostname names of one address');
+  t.same(n.addresses('10-02-0-1'), ['10.02.0.1'], 'a non-canonical address keeps its dashed label as text');
+  t.equal([...n.allAddresses()].length, 301);
 });

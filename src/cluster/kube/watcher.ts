@@ -254,7 +254,7 @@ export class ResourceWatcher {
   /** Convert one raw object; an invalid one is reported and yields undefined. */
   #convert(raw: unknown): ClusterObject | undefined {
     const r = toClusterObject(raw, this.spec.kind);
-    if (r.ok) return r.value;
+    if (r.ok) return this.#o.sink.prepare?.(r.value) ?? r.value;
     this.#hook('onInvalid', objectRef(raw, this.spec.kind), r.error);
     return undefined;
   }
