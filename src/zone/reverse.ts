@@ -2,8 +2,8 @@
  * ReverseIndex: PTR data (spec §2.3.3, §2.4.3) kept as address → owning services, not
  * as precomputed in-addr.arpa/ip6.arpa names. A query's reverse name is turned back into
  * an address (one parse) and looked up, and the targets are made from the owner's
- * PtrSource (its service name, its endpoint names): per address the index holds one Map
- * slot, no name string, record or object (at 150k endpoints, ~60 MB less than names).
+ * PtrSource (its service name, its endpoint names): per IPv4 address the index holds one
+ * 8-byte table slot (U32Map), no name string, record or object.
  *
  * The ancestors of known addresses (`0.244.10.in-addr.arpa`) are counted so that,
  * inside an authoritative reverse zone, they answer NODATA rather than NXDOMAIN.
@@ -13,52 +13,93 @@ import { reverseName, reverseToIP } from '../dns/ip.js';
 import type { RR } from '../dns/rr.js';
 import type { PtrSource } from './build.js';
 import type { TypeEntry } from './table.js';
+import { U32Map } from './u32map.js';
 
-/** One owner's PTR data, shared by every address it covers (no object per address). */
+/** One owner's PTR data, referred to by slot number from every address it covers. */
 interface Ref {
   readonly owner: string;
   readonly src: PtrSource;
 }
 
+/** Multi-owner marker in #v4 (the owners are in #v4multi). */
+const MULTI = -1;
+
+/** A canonical dotted quad as an unsigned 32-bit integer; -1 for anything else. */
+function v4Key(ip: string): number {
+  let n = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 46 /* . */) {
+      if (digits === 0 || ++dots > 3) return -1;
+      n = n * 256 + octet;
+      octet = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      // Canonical text only (no leading zero): other spellings are other keys, as before.
+      if (digits === 1 && octet === 0) return -1;
+      octet = octet * 10 + (c - 48);
+      if (++digits > 3 || octet > 255) return -1;
+    } else return -1;
+  }
+  if (dots !== 3 || digits === 0) return -1;
+  return n * 256 + octet;
+}
+
 export class ReverseIndex {
-  readonly #byIP = new Map<string, Ref | Ref[]>();
-  /** Owner → the addresses it covers (to update and remove them). */
-  readonly #byOwner = new Map<string, readonly string[]>();
+  /**
+   * IPv4 address → owner slot + 1, or MULTI. One table entry per address and nothing
+   * else: at 160k endpoint addresses 2 MB, where a Map of address strings took 7.
+   */
+  readonly #v4 = new U32Map();
+  readonly #v4multi = new Map<number, number[]>();
+  /** Other addresses (IPv6, or IPv4 not in canonical text) → owner slot(s). */
+  readonly #other = new Map<string, number | number[]>();
+  /** Owner slots: an address refers to its owner's slot, so a rebuild that keeps an address writes nothing for it. */
+  readonly #refs: (Ref | undefined)[] = [];
+  readonly #slotOf = new Map<string, number>();
+  readonly #free: number[] = [];
   readonly #ancestors = new Map<string, number>();
   /** TTL of served PTR records (the zone's `ttl`). */
   ttl = 5;
 
+  /** Addresses with PTR data. */
   get size(): number {
-    return this.#byIP.size;
+    return this.#v4.size + this.#other.size;
   }
 
   owners(): IterableIterator<string> {
-    return this.#byOwner.keys();
+    return this.#slotOf.keys();
   }
 
   /** Replace what `owner` contributes (undefined: remove it). */
   set(owner: string, src: PtrSource | undefined): void {
-    const old = this.#byOwner.get(owner);
+    let slot = this.#slotOf.get(owner);
+    const old = slot === undefined ? [] : addressesOf(this.#refs[slot]!.src);
     const ips = src === undefined ? [] : addressesOf(src);
-    // Update in place: addresses the owner keeps get the new ref under their existing
-    // key. Removing and re-adding them would leave a deleted entry per address in the
-    // Map's table at every rebuild, and V8 grows a table full of deleted entries instead
-    // of compacting it (14 MB instead of 7 at 160k addresses).
-    const kept = old === undefined ? undefined : new Set(old);
-    if (old !== undefined) {
-      const now = new Set(ips);
-      for (const ip of old) if (!now.has(ip)) this.#remove(owner, ip);
-    }
-    if (src === undefined || ips.length === 0) {
-      this.#byOwner.delete(owner);
+    if (slot !== undefined && ips.length === 0) {
+      for (const ip of old) this.#remove(slot, ip);
+      this.#refs[slot] = undefined;
+      this.#slotOf.delete(owner);
+      this.#free.push(slot);
       return;
     }
-    const ref: Ref = { owner, src };
-    this.#byOwner.set(owner, ips);
-    for (const ip of ips) {
-      if (kept?.has(ip) === true) this.#replace(ref, ip);
-      else this.#add(ref, ip);
+    if (ips.length === 0) return;
+    if (slot === undefined) {
+      slot = this.#free.pop() ?? this.#refs.length;
+      this.#slotOf.set(owner, slot);
     }
+    // Addresses kept by the owner need no write: they refer to the slot, whose ref is
+    // replaced here.
+    this.#refs[slot] = { owner, src: src! };
+    if (old.length > 0) {
+      const now = new Set(ips);
+      for (const ip of old) if (!now.has(ip)) this.#remove(slot, ip);
+    }
+    const before = old.length > 0 ? new Set(old) : undefined;
+    for (const ip of ips) if (before?.has(ip) !== true) this.#add(slot, ip);
   }
 
   /** Whether a reverse name exists: a known address or an ancestor of one. */
@@ -70,9 +111,9 @@ export class ReverseIndex {
   lookup(name: string): Map<number, TypeEntry> | undefined {
     const ip = reverseToIP(name);
     if (ip === undefined) return (this.#ancestors.get(name) ?? 0) > 0 ? new Map() : undefined;
-    const refs = this.#byIP.get(ip);
-    if (refs === undefined) return undefined;
-    const list = Array.isArray(refs) ? [...refs].sort((a, b) => (a.owner < b.owner ? -1 : a.owner > b.owner ? 1 : 0)) : [refs];
+    const slots = this.#slots(ip);
+    if (slots.length === 0) return undefined;
+    const list = slots.map((k) => this.#refs[k]!).sort((a, b) => (a.owner < b.owner ? -1 : a.owner > b.owner ? 1 : 0));
     // Rank -1: a ClusterIP (exclusive: the first owner wins, as CoreDNS serves its first
     // match); rank 0: endpoint names, merged across owners.
     const cands: { rank: number; targets: string[] }[] = list.map((r) =>
@@ -95,45 +136,67 @@ export class ReverseIndex {
     return new Map([[Type.PTR, { rrs, extra: [] }]]);
   }
 
-  #add(ref: Ref, ip: string): void {
-    const cur = this.#byIP.get(ip);
-    if (cur === undefined) {
-      this.#byIP.set(ip, ref);
-      this.#ancestry(ip, +1);
-    } else if (Array.isArray(cur)) cur.push(ref);
-    else this.#byIP.set(ip, [cur, ref]);
+  /** The owner slots of an address. */
+  #slots(ip: string): readonly number[] {
+    const k = v4Key(ip);
+    if (k < 0) {
+      const cur = this.#other.get(ip);
+      return cur === undefined ? [] : typeof cur === 'number' ? [cur] : cur;
+    }
+    const v = this.#v4.get(k);
+    return v === 0 ? [] : v === MULTI ? this.#v4multi.get(k)! : [v - 1];
   }
 
-  /** Swap the owner's ref at `ip` for its new one (the key stays where it is). */
-  #replace(ref: Ref, ip: string): void {
-    const cur = this.#byIP.get(ip);
-    if (cur === undefined) {
-      this.#add(ref, ip);
-    } else if (Array.isArray(cur)) {
-      const i = cur.findIndex((r) => r.owner === ref.owner);
-      if (i < 0) cur.push(ref);
-      else cur[i] = ref;
-    } else if (cur.owner === ref.owner) {
-      this.#byIP.set(ip, ref);
-    } else {
-      this.#byIP.set(ip, [cur, ref]);
+  #add(slot: number, ip: string): void {
+    const k = v4Key(ip);
+    if (k < 0) {
+      const cur = this.#other.get(ip);
+      if (cur === undefined) {
+        this.#other.set(ip, slot);
+        this.#ancestry(ip, +1);
+      } else if (typeof cur === 'number') {
+        if (cur !== slot) this.#other.set(ip, [cur, slot]);
+      } else if (!cur.includes(slot)) cur.push(slot);
+      return;
+    }
+    const v = this.#v4.get(k);
+    if (v === 0) {
+      this.#v4.set(k, slot + 1);
+      this.#ancestry(ip, +1);
+    } else if (v === MULTI) {
+      const list = this.#v4multi.get(k)!;
+      if (!list.includes(slot)) list.push(slot);
+    } else if (v - 1 !== slot) {
+      this.#v4.set(k, MULTI);
+      this.#v4multi.set(k, [v - 1, slot]);
     }
   }
 
-  #remove(owner: string, ip: string): void {
-    const cur = this.#byIP.get(ip);
-    if (cur === undefined) return;
-    if (!Array.isArray(cur)) {
-      if (cur.owner !== owner) return;
-      this.#byIP.delete(ip);
+  #remove(slot: number, ip: string): void {
+    const k = v4Key(ip);
+    if (k < 0) {
+      const cur = this.#other.get(ip);
+      if (cur === undefined) return;
+      const rest = typeof cur === 'number' ? (cur === slot ? [] : [cur]) : cur.filter((x) => x !== slot);
+      if (rest.length === 0) {
+        this.#other.delete(ip);
+        this.#ancestry(ip, -1);
+      } else this.#other.set(ip, rest.length === 1 ? rest[0]! : rest);
+      return;
+    }
+    const v = this.#v4.get(k);
+    if (v === 0) return;
+    if (v !== MULTI) {
+      if (v - 1 !== slot) return;
+      this.#v4.delete(k);
       this.#ancestry(ip, -1);
       return;
     }
-    const rest = cur.filter((r) => r.owner !== owner);
-    if (rest.length === 0) {
-      this.#byIP.delete(ip);
-      this.#ancestry(ip, -1);
-    } else this.#byIP.set(ip, rest.length === 1 ? rest[0]! : rest);
+    const rest = this.#v4multi.get(k)!.filter((x) => x !== slot);
+    if (rest.length === 1) {
+      this.#v4multi.delete(k);
+      this.#v4.set(k, rest[0]! + 1);
+    } else this.#v4multi.set(k, rest);
   }
 
   /** Count the reverse name's ancestors (`c.b.a.in-addr.arpa` … `in-addr.arpa`). */
