@@ -12,6 +12,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import { StringDecoder } from 'node:string_decoder';
 import { createGunzip } from 'node:zlib';
 import type { Channel } from './config.js';
 
@@ -99,7 +100,12 @@ export async function getJSON(channel: Channel, path: string, query: Query, opts
         response = res;
         const gzip = /\bgzip\b/i.test(String(res.headers['content-encoding'] ?? ''));
         const body = gzip ? res.pipe(createGunzip()) : res;
-        const chunks: Buffer[] = [];
+        // Each chunk is decoded as it arrives and the text kept in V8's heap, rather than
+        // the chunks kept for a Buffer.concat: a list page's dozens of 16-64 KiB chunks and
+        // a multi-MiB copy in malloc'd memory, all alive at once, left the C heap
+        // fragmented (measured: 10-15 MB more RSS after the initial list at 150k endpoints).
+        const decoder = new StringDecoder('utf8');
+        let text = '';
         let size = 0;
         body.on('data', (c: Buffer) => {
           size += c.length;
@@ -107,13 +113,12 @@ export async function getJSON(channel: Channel, path: string, query: Query, opts
             req.destroy(new KubeRequestError(`response larger than ${maxBytes} bytes`, { code: 'ETOOBIG' }));
             return;
           }
-          chunks.push(c);
+          text += decoder.write(c);
         });
         body.on('error', (err) => settle(wrap(err)));
         res.on('aborted', () => settle(new KubeRequestError('response aborted', { code: 'ECONNRESET' })));
         body.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          chunks.length = 0;
+          text += decoder.end();
           const status = res.statusCode ?? 0;
           let parsed: unknown;
           try {
