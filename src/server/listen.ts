@@ -7,6 +7,7 @@
  * a fixed amount of memory.
  */
 import dgram from 'node:dgram';
+import dns from 'node:dns';
 import net from 'node:net';
 import { isIPv6 } from 'node:net';
 import type { DnsHandler } from './handler.js';
@@ -105,13 +106,28 @@ export async function listen(handler: DnsHandler, opts: ListenOptions): Promise<
 
   // A larger receive buffer absorbs bursts: the 208 KB default holds ~10 ms at 20k q/s
   // (the kernel caps it at net.core.rmem_max).
-  const udp = dgram.createSocket({ type: isIPv6(opts.host) ? 'udp6' : 'udp4', recvBufferSize: opts.udpRecvBuffer ?? 4 << 20, sendBufferSize: 1 << 20 });
+  //
+  // Replies go to rinfo.address, always an address literal: Node's default lookup
+  // (dns.lookup) would regex-check it and defer every send to a nextTick. After bind,
+  // the lookup hands the literal straight back, so the send happens synchronously.
+  let bound = false;
+  const lookup = (address: string, family: unknown, cb: (err: Error | null, address: string, family: number) => void): void => {
+    if (bound) cb(null, address, family === 6 ? 6 : 4);
+    else dns.lookup(address, family as number, cb);
+  };
+  const udp = dgram.createSocket({
+    type: isIPv6(opts.host) ? 'udp6' : 'udp4',
+    recvBufferSize: opts.udpRecvBuffer ?? 4 << 20,
+    sendBufferSize: 1 << 20,
+    lookup: lookup as dgram.SocketOptions['lookup'],
+  });
   try {
     await new Promise<void>((resolve, reject) => {
       const fail = (err: NodeJS.ErrnoException): void => reject(new ListenError(addr, 'udp', err));
       udp.once('error', fail);
       udp.bind({ address: opts.host, port: udpPort, exclusive: !opts.shared }, () => {
         udp.off('error', fail);
+        bound = true;
         resolve();
       });
     });
