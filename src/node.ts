@@ -127,7 +127,7 @@ export class DnsNode {
       if (this.#zones.has(name)) continue;
       const store = provider.storeFor(name);
       const z = new ClusterZone(name, store, zoneOptions(this.#config), this.#glue);
-      z.onUpdate = () => this.handler.invalidate();
+      z.onUpdate = (change) => this.handler.invalidateChange(z.name, change);
       this.#zones.set(name, z);
       this.#log.info({ zone: name, services: store.services.size }, 'serving zone');
     }

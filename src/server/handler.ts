@@ -13,6 +13,8 @@ import { Class, Flag, Rcode, Type, UDP_MIN_SIZE } from '../dns/constants.js';
 import { parseQuery, type Query } from '../dns/query.js';
 import { writeHeaderOnly, writeResponse, type Answer } from '../dns/writer.js';
 import type { Resolver } from '../zone/resolver.js';
+import type { ClusterZone } from '../zone/zone.js';
+import type { ClusterChange } from '../cluster/store.js';
 import type { RR } from '../dns/rr.js';
 
 export type Transport = 'udp' | 'tcp';
@@ -61,7 +63,16 @@ interface Cached {
   readonly buf: Buffer;
   /** The zone that answered (for metrics without a second lookup). */
   readonly zone: string;
+  /**
+   * Offset of the SOA serial in `buf` (a negative answer under a service, kept across
+   * changes), and the zone whose current serial is written there on a hit; -1: none.
+   */
+  readonly serialAt: number;
+  readonly soaZone: ClusterZone | undefined;
 }
+
+/** A cached entry's place: (slot, name). */
+type EntryRef = readonly [slot: number, name: string];
 
 const REFUSED_ANSWER: Answer = { rcode: Rcode.REFUSED, authoritative: false, answer: [], authority: [], additional: [] };
 // Module-level copies: the hot path reads plain locals, not imported bindings.
@@ -90,11 +101,20 @@ export class DnsHandler {
   /**
    * Encoded answers of cluster names with the question lowercase and id 0, per
    * (qtype, EDNS?, RA?) and lowercase name. A hit is a copy plus id, flags and
-   * letter-case patches. Cleared whenever any zone changes, and when full (a bound,
-   * not an eviction policy: the cluster view changes far more often than it fills).
+   * letter-case patches. Cleared when full (a bound, not an eviction policy).
+   *
+   * A change drops only what it can have changed (`invalidateChange`): the entries of
+   * the changed services' names (`<...>.<svc>.<ns>.svc.<zone>`, indexed in #byService),
+   * and every "volatile" entry: names outside any service (apex, namespaces, pods,
+   * reverse) and answers that follow a CNAME into another service. Negative answers
+   * carry the zone's SOA, whose serial moves with every change; they stay cached and get
+   * the current serial written in on a hit.
    */
   #cache = new Map<number, Map<string, Cached>>();
   #cacheSize = 0;
+  /** `<zone>|<ns>/<svc>` → entries of names under that service. */
+  #byService = new Map<string, EntryRef[]>();
+  #volatile: EntryRef[] = [];
   readonly #cacheMax: number;
   /** Set by the writer through #onComplete (no closure per query). */
   #complete = true;
@@ -111,10 +131,34 @@ export class DnsHandler {
     this.#cacheMax = opts.cacheEntries ?? 50_000;
   }
 
-  /** Forget every cached answer (the cluster changed). */
+  /** Forget every cached answer. */
   invalidate(): void {
     this.#cache = new Map();
     this.#cacheSize = 0;
+    this.#byService = new Map();
+    this.#volatile = [];
+  }
+
+  /** Zone `zone` applied `change` (undefined: rebuilt whole): forget what it can have changed. */
+  invalidateChange(zone: string, change: ClusterChange | undefined): void {
+    // Namespace existence decides NXDOMAIN vs NODATA for every name in it.
+    if (change === undefined || change.full || change.namespaces.size > 0) {
+      this.invalidate();
+      return;
+    }
+    for (const e of this.#volatile) this.#drop(e);
+    this.#volatile = [];
+    for (const key of change.services) {
+      const dep = `${zone}|${key}`;
+      const list = this.#byService.get(dep);
+      if (list === undefined) continue;
+      for (const e of list) this.#drop(e);
+      this.#byService.delete(dep);
+    }
+  }
+
+  #drop([slot, name]: EntryRef): void {
+    if (this.#cache.get(slot)?.delete(name) === true) this.#cacheSize--;
   }
 
   setNext(next: NextStage | undefined, chase?: ChaseStage): void {
@@ -158,6 +202,7 @@ export class DnsHandler {
     const hit = byName?.get(q.name);
     if (hit !== undefined && hit.buf.length <= maxSize(q, ctx.transport)) {
       const out = patch(hit.buf, req, q);
+      if (hit.serialAt >= 0) out.writeUInt32BE(hit.soaZone!.serial >>> 0, hit.serialAt);
       this.#emit(ctx, q.name, q.qtype, out[3]! & 0xf, out.length, 'cluster', true, hit.zone);
       return out;
     }
@@ -169,7 +214,7 @@ export class DnsHandler {
       const out = this.#reply(req, q, ctx, ans, 'cluster');
       // Cache only complete answers: one cut for this client's budget (TC, or
       // additional records left out) must not reach a client with a larger budget.
-      if (this.#complete && ans.rcode !== SERVFAIL) this.#store(slot, q, out);
+      if (this.#complete && ans.rcode !== SERVFAIL) this.#store(slot, q, ans, out);
       return out;
     }
     const next = this.#next;
@@ -212,15 +257,27 @@ export class DnsHandler {
     return out;
   }
 
-  #store(slot: number, q: Query, out: Buffer): void {
+  #store(slot: number, q: Query, ans: Answer, out: Buffer): void {
     if (this.#cacheSize >= this.#cacheMax) this.invalidate();
     let byName = this.#cache.get(slot);
     if (byName === undefined) this.#cache.set(slot, (byName = new Map()));
     const copy = Buffer.from(out);
     copy.writeUInt16BE(0, 0);
     lowercaseQuestion(copy, q);
+    const zone = this.#resolver.zoneOf(q.name);
+    const dep = zone === undefined || ans.answer.some(isCname) ? undefined : serviceDep(q.name, zone.name);
+    // Only entries that survive changes need the serial patched (volatile ones are
+    // dropped at every change, and positive answers carry no SOA).
+    const serialAt = dep !== undefined && ans.answer.length === 0 ? soaSerialOffset(copy) : -1;
     if (!byName.has(q.name)) this.#cacheSize++;
-    byName.set(q.name, { buf: copy, zone: this.#resolver.zoneName(q.name) ?? '.' });
+    byName.set(q.name, { buf: copy, zone: zone?.name ?? this.#resolver.zoneName(q.name) ?? '.', serialAt, soaZone: serialAt >= 0 ? zone : undefined });
+    const ref: EntryRef = [slot, q.name];
+    if (dep === undefined) this.#volatile.push(ref);
+    else {
+      const list = this.#byService.get(dep);
+      if (list === undefined) this.#byService.set(dep, [ref]);
+      else list.push(ref);
+    }
   }
 
   #emit(ctx: Ctx, name: string, qtype: number, rcode: number, size: number, source: QueryEvent['source'], cached: boolean, zone: string | undefined): void {
@@ -229,6 +286,55 @@ export class DnsHandler {
     const z = zone ?? this.#resolver.zoneName(name) ?? '.';
     cb({ transport: ctx.transport, family: ctx.family, name, qtype, rcode, size, zone: z, source, cached, seconds: (performance.now() - ctx.t0) / 1000, client: ctx.client });
   }
+}
+
+function isCname(rr: RR): boolean {
+  return rr.type === Type.CNAME;
+}
+
+/**
+ * `<zone>|<ns>/<svc>` for a name at or below a service (`[<...>.]<svc>.<ns>.svc.<zone>`):
+ * what it depends on. Undefined for every other name of the zone.
+ */
+function serviceDep(name: string, zone: string): string | undefined {
+  const suffix = `.svc.${zone}`;
+  if (!name.endsWith(suffix)) return undefined;
+  const rel = name.slice(0, name.length - suffix.length);
+  const nsDot = rel.lastIndexOf('.');
+  if (nsDot <= 0) return undefined;
+  const svcDot = rel.lastIndexOf('.', nsDot - 1);
+  return `${zone}|${rel.slice(nsDot + 1)}/${rel.slice(svcDot + 1, nsDot)}`;
+}
+
+/** Skip an encoded name (labels or a compression pointer, RFC 1035 §4.1.4). */
+function skipName(buf: Buffer, off: number): number {
+  for (;;) {
+    const len = buf[off]!;
+    if (len === 0) return off + 1;
+    if ((len & 0xc0) === 0xc0) return off + 2;
+    off += len + 1;
+  }
+}
+
+/** Offset of the serial of the first SOA in the authority section (RFC 1035 §3.3.13), or -1. */
+export function soaSerialOffset(buf: Buffer): number {
+  const qd = buf.readUInt16BE(4);
+  const an = buf.readUInt16BE(6);
+  const ns = buf.readUInt16BE(8);
+  let off = 12;
+  for (let i = 0; i < qd; i++) off = skipName(buf, off) + 4;
+  for (let i = 0; i < an; i++) {
+    off = skipName(buf, off);
+    off += 10 + buf.readUInt16BE(off + 8);
+  }
+  for (let i = 0; i < ns; i++) {
+    off = skipName(buf, off);
+    const type = buf.readUInt16BE(off);
+    const rdata = off + 10;
+    if (type === Type.SOA) return skipName(buf, skipName(buf, rdata));
+    off = rdata + buf.readUInt16BE(off + 8);
+  }
+  return -1;
 }
 
 /** The out-of-zone CNAME target an A/AAAA answer ends with, if any. */

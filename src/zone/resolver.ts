@@ -66,6 +66,11 @@ export class Resolver {
     return undefined;
   }
 
+  /** The cluster zone a name is in (the longest matching cluster domain). */
+  zoneOf(name: string): ClusterZone | undefined {
+    return this.#zoneOf(name);
+  }
+
   #zoneOf(name: string): ClusterZone | undefined {
     for (const z of this.#zones) {
       if (name === z.name || (name.endsWith(z.name) && name.charCodeAt(name.length - z.name.length - 1) === 46)) return z;

@@ -33,8 +33,13 @@ export class ClusterZone {
   #fallbackNS: readonly string[];
   #rebuilds = 0;
   #unsubscribe: () => void;
-  /** Called after every applied change (answer caches hang off this). */
-  onUpdate: (() => void) | undefined;
+  /**
+   * Called after every applied change (answer caches hang off this): with the change,
+   * or undefined when everything was rebuilt.
+   */
+  onUpdate: ((change: ClusterChange | undefined) => void) | undefined;
+  /** The SOA serial served now (the time of the last DNS-visible change). */
+  serial = 0;
 
   constructor(name: string, store: ClusterStore, opts: ZoneOptions, fallbackNS: readonly string[] = []) {
     this.name = name.toLowerCase();
@@ -78,7 +83,7 @@ export class ClusterZone {
     for (const ns of change.namespaces) this.#namespace(ns);
     this.#apex();
     this.#rebuilds++;
-    this.onUpdate?.();
+    this.onUpdate?.(change);
   }
 
   rebuildAll(): void {
@@ -99,7 +104,7 @@ export class ClusterZone {
     }
     this.#apex();
     this.#rebuilds++;
-    this.onUpdate?.();
+    this.onUpdate?.(undefined);
   }
 
   #exposed(ns: string): boolean {
@@ -144,8 +149,10 @@ export class ClusterZone {
     const z = this.name;
     const nsName = `ns.dns.${z}`;
     const ttl = this.#opts.ttl;
+    const soa = this.soa();
+    this.serial = soa.type === Type.SOA ? soa.soa.serial : 0;
     const sets: RecordSet[] = [
-      { name: z, type: Type.SOA, rrs: [this.soa()] },
+      { name: z, type: Type.SOA, rrs: [soa] },
       {
         name: z,
         type: Type.NS,
