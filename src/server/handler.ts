@@ -71,6 +71,14 @@ interface Cached {
   readonly soaZone: ClusterZone | undefined;
 }
 
+/** Budgets below this (every UDP one) have their own slots for cut answers. */
+const CUT_BUDGETS = 8192;
+
+/** The slot of answers cut for `budget` (negative: apart from complete answers' slots). */
+function cutSlot(slot: number, budget: number): number {
+  return -(slot * CUT_BUDGETS + budget) - 1;
+}
+
 /** A cached entry's place: (slot, name). */
 type EntryRef = readonly [slot: number, name: string];
 
@@ -198,9 +206,10 @@ export class DnsHandler {
       return this.#reply(req, q, ctx, REFUSED_ANSWER, this.#resolver.owns(q.name) ? 'cluster' : 'error');
     }
     const slot = q.qtype * 4 + (q.edns !== undefined ? 2 : 0) + (ra ? 1 : 0);
-    const byName = this.#cache.get(slot);
-    const hit = byName?.get(q.name);
-    if (hit !== undefined && hit.buf.length <= maxSize(q, ctx.transport)) {
+    const budget = maxSize(q, ctx.transport);
+    let hit = this.#cache.get(slot)?.get(q.name);
+    if ((hit === undefined || hit.buf.length > budget) && budget < CUT_BUDGETS) hit = this.#cache.get(cutSlot(slot, budget))?.get(q.name);
+    if (hit !== undefined && hit.buf.length <= budget) {
       const out = patch(hit.buf, req, q);
       if (hit.serialAt >= 0) out.writeUInt32BE(hit.soaZone!.serial >>> 0, hit.serialAt);
       this.#emit(ctx, q.name, q.qtype, out[3]! & 0xf, out.length, 'cluster', true, hit.zone);
@@ -212,9 +221,14 @@ export class DnsHandler {
       if (target !== undefined) return this.#chased(req, q, ctx, ans, target);
       this.#complete = true;
       const out = this.#reply(req, q, ctx, ans, 'cluster');
-      // Cache only complete answers: one cut for this client's budget (TC, or
-      // additional records left out) must not reach a client with a larger budget.
-      if (this.#complete && ans.rcode !== SERVFAIL) this.#store(slot, q, ans, out);
+      // A complete answer serves every budget it fits. One cut for this client's budget
+      // (TC, or additional records left out) must not reach a client with a larger
+      // budget: it is kept for exactly this budget (a 512-byte client asking for a
+      // large headless SRV set would otherwise re-resolve and re-encode every time).
+      if (ans.rcode !== SERVFAIL) {
+        if (this.#complete) this.#store(slot, q, ans, out);
+        else if (budget < CUT_BUDGETS) this.#store(cutSlot(slot, budget), q, ans, out);
+      }
       return out;
     }
     const next = this.#next;
