@@ -22,7 +22,7 @@ import { serveHttp } from '../src/server/http.js';
 import { listen } from '../src/server/listen.js';
 import { Resolver } from '../src/zone/resolver.js';
 import { ClusterZone } from '../src/zone/zone.js';
-import { applyMemoryProfile } from '../src/ops/memory.js';
+import { applyMemoryProfile, startupDone } from '../src/ops/memory.js';
 
 const { values } = parseArgs({
   options: {
@@ -106,13 +106,19 @@ stages['store'] = heap() - stages['modules']!;
 if (!values['no-zone']) {
   // Built after the first sync (one full build), as the file source does at startup.
   const z = new ClusterZone(values.domain!, source.store, zopts);
-  z.onUpdate = () => handler.invalidate();
+  z.onUpdate = (change) => handler.invalidateChange(z.name, change);
   resolver.setZones([z]);
   handler.invalidate();
   zone = z;
   timings['zoneBuilt'] = Math.round(performance.now());
   stages['zone'] = heap() - stages['modules']! - stages['store']!;
 }
+// As app.ts does once the first view is complete (memory.ts).
+const whenSynced = setInterval(() => {
+  if (!source.synced()) return;
+  clearInterval(whenSynced);
+  startupDone(values.memory === 'fast' ? 'fast' : 'lean');
+}, 100);
 void t0;
 
 const stop = async (): Promise<void> => {

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { DnsNode, type HostPort } from './node.js';
 import { gauge, Metrics } from './ops/metrics.js';
-import { MEMORY_FLAGS } from './ops/memory.js';
+import { MEMORY_FLAGS, startupDone, type MemoryProfile } from './ops/memory.js';
 import { ReplicaFeed, ReplicaProvider, type ReplicaMessage } from './replica.js';
 import { serveHttp, type OpsServer } from './server/http.js';
 import type { Listener } from './server/listen.js';
@@ -118,6 +118,20 @@ function sourceMetrics(metrics: Metrics, sources: Sources): void {
   );
 }
 
+/** Run `fn` once the sources have synced (now, or when they do; checked every second). */
+function whenSynced(sources: { synced(): boolean }, fn: () => void): void {
+  if (sources.synced()) {
+    fn();
+    return;
+  }
+  const t = setInterval(() => {
+    if (!sources.synced()) return;
+    clearInterval(t);
+    fn();
+  }, 1000);
+  t.unref();
+}
+
 function serverLabel(dns: readonly HostPort[]): string {
   const first = dns[0];
   return first === undefined ? 'dns://:53' : `dns://${first.host}:${first.port}`;
@@ -132,6 +146,7 @@ export async function startServer(opts: ServeOptions, log: Logger): Promise<Serv
   sourceMetrics(metrics, sources);
   const node = new DnsNode(config, opts.dns, log, metrics);
   node.attach(sources);
+  whenSynced(sources, () => startupDone(config.memory));
   let healthy = true;
   let http: OpsServer | undefined;
   try {
@@ -327,6 +342,8 @@ async function startPrimary(opts: ServeOptions, log: Logger): Promise<Server> {
 export function runWorker(log: Logger): void {
   const replica = new ReplicaProvider();
   let node: DnsNode | undefined;
+  /** The profile the primary started this worker with (its execArgv). */
+  let memory: MemoryProfile | undefined;
   const send = (m: ControlMessage): void => {
     process.send?.(m);
   };
@@ -339,6 +356,8 @@ export function runWorker(log: Logger): void {
         AggregatorRegistry.setRegistries([metrics.registry]);
         node = new DnsNode(m.config, m.dns, log, metrics);
         node.attach(replica);
+        memory = m.config.memory;
+        if (replica.synced()) startupDone(memory);
         const n = node;
         n.listen(m.dns, true)
           .then(async () => {
@@ -357,6 +376,7 @@ export function runWorker(log: Logger): void {
         node?.setConfig(m.config);
       } else if (m.t === 'zones' || m.t === 'snapshot' || m.t === 'ops' || m.t === 'synced') {
         replica.handle(m);
+        if (m.t === 'synced' && m.synced && memory !== undefined) startupDone(memory);
       }
     } catch (err) {
       log.error({ err }, 'worker message failed');

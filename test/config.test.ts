@@ -1,4 +1,7 @@
 import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ConfigError, DEFAULT_CONFIG, parseConfig, reverseZonesOf } from '../src/config.js';
 
 t.test('defaults: CoreDNS ttl 5, kubeadm pods insecure', async (t) => {
@@ -75,4 +78,13 @@ t.test('applyMemoryProfile: set once per process, the first call wins', async (t
   t.equal(applyMemoryProfile('fast'), 'fast');
   t.equal(applyMemoryProfile('lean'), 'fast', 'V8 flags are not switched back and forth');
   t.equal(memoryProfile(), 'fast');
+});
+
+t.test('memory: lean keeps the young generation small during startup only', async (t) => {
+  // A large initial list survives in bulk; V8 would grow its semi-spaces to 16 MiB each
+  // (and keep them). startupDone() gives V8 its default growth back for serving.
+  const out = execFileSync(process.execPath, ['--import', 'tsx', join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'semispace-child.ts')], { encoding: 'utf8' });
+  const { start, during, after } = JSON.parse(out) as { start: number; during: number; after: number };
+  t.ok(during <= start, `new space during startup never above its initial ${start} bytes: ${during}`);
+  t.ok(after >= 2 * start, `new space after startupDone grows once allocation survives: ${after} bytes`);
 });
