@@ -123,6 +123,8 @@ export class DnsHandler {
   /** `<zone>|<ns>/<svc>` → entries of names under that service. */
   #byService = new Map<string, EntryRef[]>();
   #volatile: EntryRef[] = [];
+  /** References in #byService and #volatile (an entry stored again adds one). */
+  #refs = 0;
   readonly #cacheMax: number;
   /** Set by the writer through #onComplete (no closure per query). */
   #complete = true;
@@ -145,6 +147,7 @@ export class DnsHandler {
     this.#cacheSize = 0;
     this.#byService = new Map();
     this.#volatile = [];
+    this.#refs = 0;
   }
 
   /** Zone `zone` applied `change` (undefined: rebuilt whole): forget what it can have changed. */
@@ -155,12 +158,14 @@ export class DnsHandler {
       return;
     }
     for (const e of this.#volatile) this.#drop(e);
+    this.#refs -= this.#volatile.length;
     this.#volatile = [];
     for (const key of change.services) {
       const dep = `${zone}|${key}`;
       const list = this.#byService.get(dep);
       if (list === undefined) continue;
       for (const e of list) this.#drop(e);
+      this.#refs -= list.length;
       this.#byService.delete(dep);
     }
   }
@@ -272,7 +277,8 @@ export class DnsHandler {
   }
 
   #store(slot: number, q: Query, ans: Answer, out: Buffer): void {
-    if (this.#cacheSize >= this.#cacheMax) this.invalidate();
+    // Both bounds: entries, and references to them (an entry stored again adds one).
+    if (this.#cacheSize >= this.#cacheMax || this.#refs >= 2 * this.#cacheMax) this.invalidate();
     let byName = this.#cache.get(slot);
     if (byName === undefined) this.#cache.set(slot, (byName = new Map()));
     const copy = Buffer.from(out);
@@ -286,6 +292,7 @@ export class DnsHandler {
     if (!byName.has(q.name)) this.#cacheSize++;
     byName.set(q.name, { buf: copy, zone: zone?.name ?? this.#resolver.zoneName(q.name) ?? '.', serialAt, soaZone: serialAt >= 0 ? zone : undefined });
     const ref: EntryRef = [slot, q.name];
+    this.#refs++;
     if (dep === undefined) this.#volatile.push(ref);
     else {
       const list = this.#byService.get(dep);
