@@ -126,3 +126,27 @@ export function podLabelToIP(label: string): string | undefined {
   const ip = label.replace(/-/g, ':');
   return isIPv6(ip) ? canonicalIP(ip) : undefined;
 }
+
+/** A canonical dotted quad as an unsigned 32-bit integer; -1 for anything else. */
+export function ipv4Key(ip: string): number {
+  let n = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 46 /* . */) {
+      if (digits === 0 || ++dots > 3) return -1;
+      n = n * 256 + octet;
+      octet = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      // Canonical text only (no leading zero): another spelling is not this address's key.
+      if (digits === 1 && octet === 0) return -1;
+      octet = octet * 10 + (c - 48);
+      if (++digits > 3 || octet > 255) return -1;
+    } else return -1;
+  }
+  if (dots !== 3 || digits === 0) return -1;
+  return n * 256 + octet;
+}

@@ -137,7 +137,7 @@ export function parseQuery(buf: Uint8Array): ParseResult {
 }
 
 /** Returns the offset after a (possibly compressed) name, or -1 when malformed. */
-function skipName(buf: Uint8Array, pos: number): number {
+export function skipName(buf: Uint8Array, pos: number): number {
   for (let guard = 0; guard < 128; guard++) {
     if (pos >= buf.length) return -1;
     const len = buf[pos]!;

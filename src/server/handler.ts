@@ -10,7 +10,7 @@
  *   a later stage) or REFUSED.
  */
 import { Class, Flag, Rcode, Type, UDP_MIN_SIZE } from '../dns/constants.js';
-import { parseQuery, type Query } from '../dns/query.js';
+import { parseQuery, skipName, type Query } from '../dns/query.js';
 import { writeHeaderOnly, writeResponse, type Answer } from '../dns/writer.js';
 import type { Resolver } from '../zone/resolver.js';
 import type { ClusterZone } from '../zone/zone.js';
@@ -327,32 +327,28 @@ function serviceDep(name: string, zone: string): string | undefined {
   return `${zone}|${rel.slice(nsDot + 1)}/${rel.slice(svcDot + 1, nsDot)}`;
 }
 
-/** Skip an encoded name (labels or a compression pointer, RFC 1035 §4.1.4). */
-function skipName(buf: Buffer, off: number): number {
-  for (;;) {
-    const len = buf[off]!;
-    if (len === 0) return off + 1;
-    if ((len & 0xc0) === 0xc0) return off + 2;
-    off += len + 1;
-  }
-}
-
 /** Offset of the serial of the first SOA in the authority section (RFC 1035 §3.3.13), or -1. */
 export function soaSerialOffset(buf: Buffer): number {
   const qd = buf.readUInt16BE(4);
   const an = buf.readUInt16BE(6);
   const ns = buf.readUInt16BE(8);
   let off = 12;
-  for (let i = 0; i < qd; i++) off = skipName(buf, off) + 4;
-  for (let i = 0; i < an; i++) {
+  for (let i = 0; i < qd && off >= 0; i++) off = skipName(buf, off) + 4;
+  for (let i = 0; i < an && off >= 0; i++) {
     off = skipName(buf, off);
+    if (off < 0 || off + 10 > buf.length) return -1;
     off += 10 + buf.readUInt16BE(off + 8);
   }
-  for (let i = 0; i < ns; i++) {
+  for (let i = 0; i < ns && off >= 0; i++) {
     off = skipName(buf, off);
+    if (off < 0 || off + 10 > buf.length) return -1;
     const type = buf.readUInt16BE(off);
     const rdata = off + 10;
-    if (type === Type.SOA) return skipName(buf, skipName(buf, rdata));
+    if (type === Type.SOA) {
+      const mname = skipName(buf, rdata);
+      const serial = mname < 0 ? -1 : skipName(buf, mname);
+      return serial >= 0 && serial + 4 <= buf.length ? serial : -1;
+    }
     off = rdata + buf.readUInt16BE(off + 8);
   }
   return -1;

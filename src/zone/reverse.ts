@@ -9,7 +9,7 @@
  * inside an authoritative reverse zone, they answer NODATA rather than NXDOMAIN.
  */
 import { Type } from '../dns/constants.js';
-import { reverseName, reverseToIP } from '../dns/ip.js';
+import { ipv4Key, reverseName, reverseToIP } from '../dns/ip.js';
 import type { RR } from '../dns/rr.js';
 import type { PtrSource } from './build.js';
 import type { TypeEntry } from './table.js';
@@ -23,30 +23,6 @@ interface Ref {
 
 /** Multi-owner marker in #v4 (the owners are in #v4multi). */
 const MULTI = -1;
-
-/** A canonical dotted quad as an unsigned 32-bit integer; -1 for anything else. */
-function v4Key(ip: string): number {
-  let n = 0;
-  let octet = 0;
-  let digits = 0;
-  let dots = 0;
-  for (let i = 0; i < ip.length; i++) {
-    const c = ip.charCodeAt(i);
-    if (c === 46 /* . */) {
-      if (digits === 0 || ++dots > 3) return -1;
-      n = n * 256 + octet;
-      octet = 0;
-      digits = 0;
-    } else if (c >= 48 && c <= 57) {
-      // Canonical text only (no leading zero): other spellings are other keys, as before.
-      if (digits === 1 && octet === 0) return -1;
-      octet = octet * 10 + (c - 48);
-      if (++digits > 3 || octet > 255) return -1;
-    } else return -1;
-  }
-  if (dots !== 3 || digits === 0) return -1;
-  return n * 256 + octet;
-}
 
 export class ReverseIndex {
   /**
@@ -138,7 +114,7 @@ export class ReverseIndex {
 
   /** The owner slots of an address. */
   #slots(ip: string): readonly number[] {
-    const k = v4Key(ip);
+    const k = ipv4Key(ip);
     if (k < 0) {
       const cur = this.#other.get(ip);
       return cur === undefined ? [] : typeof cur === 'number' ? [cur] : cur;
@@ -148,7 +124,7 @@ export class ReverseIndex {
   }
 
   #add(slot: number, ip: string): void {
-    const k = v4Key(ip);
+    const k = ipv4Key(ip);
     if (k < 0) {
       const cur = this.#other.get(ip);
       if (cur === undefined) {
@@ -173,7 +149,7 @@ export class ReverseIndex {
   }
 
   #remove(slot: number, ip: string): void {
-    const k = v4Key(ip);
+    const k = ipv4Key(ip);
     if (k < 0) {
       const cur = this.#other.get(ip);
       if (cur === undefined) return;

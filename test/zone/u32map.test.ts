@@ -1,10 +1,11 @@
 /**
  * U32Map (the reverse index's IPv4 table) against a Map model: random sets, overwrites
  * and deletes, with keys drawn from small clusters so probe runs collide and wrap, and
- * enough of them to grow and shrink the table.
+ * enough of them to grow and shrink the table. And its keys (ipv4Key).
  */
 import fc from 'fast-check';
 import t from 'tap';
+import { ipv4Key } from '../../src/dns/ip.js';
 import { U32Map } from '../../src/zone/u32map.js';
 
 type Op = { op: 'set'; k: number; v: number } | { op: 'del'; k: number };
@@ -60,4 +61,13 @@ t.test('grows past 100k sequential addresses and shrinks back, finding every key
   for (let i = 149_000; i < 150_000; i++) if (m.get(base + i * 3) === (i % 2 === 0 ? 0 : -i)) kept++;
   t.equal(kept, 1000, 'the rest intact after shrinking');
   t.throws(() => m.set(1, 0), RangeError, 'zero is the empty marker');
+});
+
+t.test('ipv4Key: canonical dotted quads only', async (t) => {
+  t.equal(ipv4Key('0.0.0.0'), 0);
+  t.equal(ipv4Key('10.244.1.7'), 0x0af40107);
+  t.equal(ipv4Key('255.255.255.255'), 0xffffffff);
+  for (const bad of ['10.02.0.1', '256.0.0.1', '1.2.3', '1.2.3.4.5', '1..2.3', '.1.2.3', '1.2.3.', 'fd00::1', '', '1.2.3.4 ', '0000.1.1.1']) {
+    t.equal(ipv4Key(bad), -1, JSON.stringify(bad));
+  }
 });
