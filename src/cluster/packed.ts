@@ -27,10 +27,6 @@ export function isPacked(e: Endpoints): e is PackedEndpoints {
   return !Array.isArray(e);
 }
 
-export function endpointCount(e: Endpoints): number {
-  return isPacked(e) ? e.ips.length : (e as readonly Endpoint[]).length;
-}
-
 function bitsAt(p: PackedEndpoints, i: number): number {
   return typeof p.conditions === 'number' ? p.conditions : p.conditions.charCodeAt(i) - 48;
 }

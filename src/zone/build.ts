@@ -77,7 +77,7 @@ export function servedEndpoints(svc: Service, slices: readonly EndpointSlice[], 
     const ports = slice.ports;
     eachAddress(slice.endpoints, (ip, bits, hostname, podName) => {
       if ((bits & 1) === 0 && !svc.publishNotReadyAddresses) return;
-      const label = hostname === undefined && podName === undefined ? undefined : endpointLabel(ip, hostname, podName, opts.endpointPodNames);
+      const label = endpointLabel(ip, hostname, podName, opts.endpointPodNames);
       if (label === undefined) {
         if (dashed.has(ip)) return;
         dashed.add(ip);

@@ -5,10 +5,11 @@
  * Most endpoints are known by their dashed address (`10-244-1-7`): for those only the
  * address is kept (an array slot; the string is the store's own), and a query's label is
  * turned back into an address to look it up (a scan, or a Set made on the first lookup
- * of a large service: 8 bytes an address instead of a Set's ~25 for every service). Endpoints with a hostname (StatefulSets) or
- * a pod name (`endpointPodNames`) keep their label in a map. No name strings, record
- * objects or table nodes exist per endpoint: at 150k endpoints that is most of the zone's
- * memory. The same structure answers the endpoint PTRs (§2.4.3).
+ * of a large service: 8 bytes an address instead of a Set's ~25 for every service).
+ * Endpoints with a hostname (StatefulSets) or a pod name (`endpointPodNames`) keep their
+ * label in a map. No name strings, record objects or table nodes exist per endpoint: at
+ * 150k endpoints that is most of the zone's memory. The same structure answers the
+ * endpoint PTRs (§2.4.3).
  */
 import { Type } from '../dns/constants.js';
 import { dashedIP, podLabelToIP } from '../dns/ip.js';

@@ -45,7 +45,7 @@ export class Resolver {
 
   /** The zone a name belongs to (for metrics): a cluster domain, a reverse zone or tree, or undefined. */
   zoneName(name: string): string | undefined {
-    const z = this.#zoneOf(name);
+    const z = this.zoneOf(name);
     if (z !== undefined) return z.name;
     const rz = this.#reverseZoneOf(name);
     if (rz !== undefined) return rz.name;
@@ -56,11 +56,11 @@ export class Resolver {
 
   /** Whether we answer for `name` at all. */
   owns(name: string): boolean {
-    return this.#zoneOf(name) !== undefined || this.#reverseZoneOf(name) !== undefined;
+    return this.zoneOf(name) !== undefined || this.#reverseZoneOf(name) !== undefined;
   }
 
   resolve(name: string, qtype: number): Answer | undefined {
-    const zone = this.#zoneOf(name);
+    const zone = this.zoneOf(name);
     if (zone !== undefined) return this.#inZone(zone, name, qtype);
     if (name.endsWith('.in-addr.arpa') || name.endsWith('.ip6.arpa')) return this.#reverse(name, qtype);
     return undefined;
@@ -68,10 +68,6 @@ export class Resolver {
 
   /** The cluster zone a name is in (the longest matching cluster domain). */
   zoneOf(name: string): ClusterZone | undefined {
-    return this.#zoneOf(name);
-  }
-
-  #zoneOf(name: string): ClusterZone | undefined {
     for (const z of this.#zones) {
       if (name === z.name || (name.endsWith(z.name) && name.charCodeAt(name.length - z.name.length - 1) === 46)) return z;
     }
@@ -111,7 +107,7 @@ export class Resolver {
         if (qtype === Type.SRV && hop === 0) return this.#negative(curZone, Rcode.NOERROR);
         chain.push(...cname.rrs);
         const target = (cname.rrs[0] as { target: string }).target;
-        const next = this.#zoneOf(target);
+        const next = this.zoneOf(target);
         // Out-of-zone target: the CNAME alone; the client's resolver (or our upstream
         // stage) chases it. Loops and long chains stop after MAX_CHAIN hops.
         if (next === undefined || hop + 1 >= MAX_CHAIN || target === cur) {
