@@ -417,6 +417,22 @@ export function toService(json: unknown): ConvertResult<Service> {
         ? undefined
         : oneOf(policyRaw, 'spec.ipFamilyPolicy', IP_FAMILY_POLICIES);
 
+    // Proxy fields (kube-proxy's serviceport.go reads them; DNS does not).
+    const affinity = oneOf(get(spec, 'sessionAffinity'), 'spec.sessionAffinity', SESSION_AFFINITIES, 'None');
+    let affinitySeconds: number | undefined;
+    if (affinity === 'ClientIP') {
+      const cfg = optObj(get(spec, 'sessionAffinityConfig'), 'spec.sessionAffinityConfig');
+      const cip = cfg === undefined ? undefined : optObj(get(cfg, 'clientIP'), 'spec.sessionAffinityConfig.clientIP');
+      const raw = cip === undefined ? undefined : get(cip, 'timeoutSeconds');
+      if (raw === undefined || raw === null) affinitySeconds = DEFAULT_AFFINITY_SECONDS;
+      else if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 1 || raw > 86400) {
+        fail('spec.sessionAffinityConfig.clientIP.timeoutSeconds', `must be a whole number of seconds from 1 to 86400, got ${show(raw)}`);
+      } else affinitySeconds = raw;
+    }
+    const itp = oneOf(get(spec, 'internalTrafficPolicy'), 'spec.internalTrafficPolicy', TRAFFIC_POLICIES, 'Cluster');
+    const etp = oneOf(get(spec, 'externalTrafficPolicy'), 'spec.externalTrafficPolicy', TRAFFIC_POLICIES, 'Cluster');
+    const externalIPs = list(get(spec, 'externalIPs'), 'spec.externalIPs').map((v, i) => ip(v, `spec.externalIPs[${i}]`));
+
     return {
       namespace: m.namespace,
       name: m.name,
@@ -431,9 +447,18 @@ export function toService(json: unknown): ConvertResult<Service> {
       ...(families.length === 0 ? {} : { ipFamilies: families }),
       ...(ipFamilyPolicy === undefined ? {} : { ipFamilyPolicy }),
       clusterIPsRequested: !headless && !external && clusterIPs.length > 0,
+      ...(affinitySeconds === undefined ? {} : { affinitySeconds }),
+      ...(itp === 'Local' ? { internalTrafficPolicyLocal: true as const } : {}),
+      ...(etp === 'Local' ? { externalTrafficPolicyLocal: true as const } : {}),
+      ...(externalIPs.length === 0 ? {} : { externalIPs }),
     };
   });
 }
+
+const SESSION_AFFINITIES = ['None', 'ClientIP'] as const;
+const TRAFFIC_POLICIES = ['Cluster', 'Local'] as const;
+/** core/v1 DefaultClientIPServiceAffinitySeconds (3 hours). */
+export const DEFAULT_AFFINITY_SECONDS = 10800;
 
 const ADDRESS_TYPES: readonly EndpointSlice['addressType'][] = ['IPv4', 'IPv6', 'FQDN'];
 

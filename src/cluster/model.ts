@@ -49,6 +49,16 @@ export interface Service {
   readonly ipFamilyPolicy?: IPFamilyPolicy;
   /** True when the manifest asked for clusterIP(s) explicitly (embedded registry). */
   readonly clusterIPsRequested?: boolean;
+  // Fields only the service proxy reads (src/proxy/), absent when at their defaults so
+  // a typical service costs nothing more.
+  /** `sessionAffinity: ClientIP`: its `timeoutSeconds` (default 10800). Absent: None. */
+  readonly affinitySeconds?: number;
+  /** `internalTrafficPolicy: Local` (absent: Cluster). */
+  readonly internalTrafficPolicyLocal?: true;
+  /** `externalTrafficPolicy: Local` (absent: Cluster). */
+  readonly externalTrafficPolicyLocal?: true;
+  /** `spec.externalIPs`, canonical text. */
+  readonly externalIPs?: readonly string[];
 }
 
 export interface EndpointConditions {
@@ -90,6 +100,8 @@ export interface PackedEndpoints {
   readonly hostnames?: readonly (string | undefined)[];
   /** Pod name of each endpoint (endpointPodNames); absent when none is kept. */
   readonly podNames?: readonly (string | undefined)[];
+  /** Node name of each endpoint (kept only when the service proxy runs); absent otherwise. */
+  readonly nodeNames?: readonly (string | undefined)[];
 }
 
 /** A slice's endpoints: one object each (files, registry) or packed (the API source). */

@@ -37,16 +37,16 @@ function bitsAt(p: PackedEndpoints, i: number): number {
  */
 export function eachAddress(
   e: Endpoints,
-  fn: (ip: string, bits: number, hostname: string | undefined, podName: string | undefined) => void,
+  fn: (ip: string, bits: number, hostname: string | undefined, podName: string | undefined, nodeName: string | undefined) => void,
 ): void {
   if (isPacked(e)) {
-    const { ips, hostnames, podNames } = e;
-    for (let i = 0; i < ips.length; i++) fn(ips[i]!, bitsAt(e, i), hostnames?.[i], podNames?.[i]);
+    const { ips, hostnames, podNames, nodeNames } = e;
+    for (let i = 0; i < ips.length; i++) fn(ips[i]!, bitsAt(e, i), hostnames?.[i], podNames?.[i], nodeNames?.[i]);
     return;
   }
   for (const ep of e as readonly Endpoint[]) {
     const bits = conditionBits(ep.conditions);
-    for (const ip of ep.addresses) fn(ip, bits, ep.hostname, ep.podName);
+    for (const ip of ep.addresses) fn(ip, bits, ep.hostname, ep.podName, ep.nodeName);
   }
 }
 
@@ -60,30 +60,35 @@ export function endpointList(e: Endpoints): readonly Endpoint[] {
     if (host !== undefined) ep.hostname = host;
     const pod = e.podNames?.[i];
     if (pod !== undefined) ep.podName = pod;
+    const node = e.nodeNames?.[i];
+    if (node !== undefined) ep.nodeName = node;
     out.push(ep);
   }
   return out;
 }
 
-function slim(ep: Endpoint, keepPodNames: boolean): Endpoint {
+function slim(ep: Endpoint, keepPodNames: boolean, keepNodeNames: boolean): Endpoint {
   const out: { -readonly [K in keyof Endpoint]: Endpoint[K] } = { addresses: ep.addresses, conditions: conditionsOf(conditionBits(ep.conditions)) };
   if (ep.hostname !== undefined) out.hostname = ep.hostname;
   if (keepPodNames && ep.podName !== undefined) out.podName = ep.podName;
+  if (keepNodeNames && ep.nodeName !== undefined) out.nodeName = ep.nodeName;
   return out;
 }
 
 /**
  * The packed form of `list` when every endpoint has exactly one address; otherwise the
- * list slimmed. Node names and zones are dropped (DNS never reads them); pod names are
- * kept only with `keepPodNames`.
+ * list slimmed. Zones are dropped (DNS never reads them); pod names are kept only with
+ * `keepPodNames`, node names only with `keepNodeNames` (the service proxy's
+ * internalTrafficPolicy: Local; `intern` shares the strings, a few hundred per cluster).
  */
-export function packEndpoints(list: Endpoints, keepPodNames: boolean): Endpoints {
+export function packEndpoints(list: Endpoints, keepPodNames: boolean, keepNodeNames = false, intern: (s: string) => string = (s) => s): Endpoints {
   if (isPacked(list)) return list;
   const eps = list as readonly Endpoint[];
-  if (eps.some((ep) => ep.addresses.length !== 1)) return eps.map((ep) => slim(ep, keepPodNames));
+  if (eps.some((ep) => ep.addresses.length !== 1)) return eps.map((ep) => slim(ep, keepPodNames, keepNodeNames));
   const ips: string[] = [];
   let hostnames: (string | undefined)[] | undefined;
   let podNames: (string | undefined)[] | undefined;
+  let nodeNames: (string | undefined)[] | undefined;
   let digits = '';
   let same = eps.length === 0 ? READY | SERVING : conditionBits(eps[0]!.conditions);
   for (let i = 0; i < eps.length; i++) {
@@ -94,9 +99,11 @@ export function packEndpoints(list: Endpoints, keepPodNames: boolean): Endpoints
     if (bits !== same) same = -1;
     if (ep.hostname !== undefined) (hostnames ??= new Array<string | undefined>(eps.length).fill(undefined))[i] = ep.hostname;
     if (keepPodNames && ep.podName !== undefined) (podNames ??= new Array<string | undefined>(eps.length).fill(undefined))[i] = ep.podName;
+    if (keepNodeNames && ep.nodeName !== undefined) (nodeNames ??= new Array<string | undefined>(eps.length).fill(undefined))[i] = intern(ep.nodeName);
   }
   const out: { -readonly [K in keyof PackedEndpoints]: PackedEndpoints[K] } = { ips, conditions: same >= 0 ? same : digits };
   if (hostnames !== undefined) out.hostnames = hostnames;
   if (podNames !== undefined) out.podNames = podNames;
+  if (nodeNames !== undefined) out.nodeNames = nodeNames;
   return out;
 }

@@ -46,15 +46,19 @@ function freezeDeep<T>(v: T): T {
 export interface InternerOptions {
   /** Keep endpoints' pod names (only `endpointPodNames` reads them). */
   readonly keepPodNames: boolean;
+  /** Keep endpoints' node names (the service proxy's internalTrafficPolicy: Local). */
+  readonly keepNodeNames?: boolean;
 }
 
 export class Interner {
   readonly #keepPodNames: boolean;
+  readonly #keepNodeNames: boolean;
   readonly #strings = new Table<string>();
   readonly #json = new Table<unknown>();
 
   constructor(opts: InternerOptions = { keepPodNames: true }) {
     this.#keepPodNames = opts.keepPodNames;
+    this.#keepNodeNames = opts.keepNodeNames === true;
   }
 
   /** Entries held (for tests). */
@@ -83,7 +87,7 @@ export class Interner {
     // Only what DNS reads: addresses, conditions, hostname (and the pod name for
     // endpointPodNames), packed into columns. nodeName and zone feed topology routing,
     // not DNS; an API endpoint carries them always.
-    const endpoints = packEndpoints(s.endpoints, this.#keepPodNames);
+    const endpoints = packEndpoints(s.endpoints, this.#keepPodNames, this.#keepNodeNames, (n) => this.string(n));
     const ports = this.value(s.ports);
     return endpoints === s.endpoints && ports === s.ports ? s : { ...s, endpoints, ports };
   }

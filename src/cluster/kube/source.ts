@@ -57,6 +57,8 @@ export interface KubeSourceOptions {
    * Default false: at 150k endpoints they are ~7 MB nobody asks for.
    */
   readonly endpointPodNames?: boolean | undefined;
+  /** Keep endpoints' node names: the service proxy (internalTrafficPolicy: Local) reads them. */
+  readonly endpointNodeNames?: boolean | undefined;
   /** start() resolves after this even if not synced (CoreDNS `startup_timeout`). Default 5000. */
   readonly startupTimeoutMs?: number | undefined;
   /** Abandon and restart a watch silent for this long. Default 300,000. */
@@ -141,7 +143,7 @@ export class KubeSource {
     this.#client = loadClientConfig(opts);
     this.store = new Store();
     const gated = opts.namespaceLabels !== undefined && opts.namespaceLabels.trim() !== '';
-    this.#writer = new StoreWriter(this.store, gated, { keepPodNames: opts.endpointPodNames === true });
+    this.#writer = new StoreWriter(this.store, gated, { keepPodNames: opts.endpointPodNames === true, keepNodeNames: opts.endpointNodeNames === true });
     this.#events.onListenerError = (name, err) =>
       this.#log.error('a Kubernetes source event listener failed (reported once per listener)', { event: name, err: describeError(err) });
   }

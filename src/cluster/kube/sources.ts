@@ -22,6 +22,8 @@ export interface KubeSourcesOptions {
   /** The cluster domain served from the API. */
   readonly domain: string;
   readonly config: Pick<Config, 'labels' | 'namespaceLabels' | 'startupTimeout' | 'pods' | 'endpointPodNames'>;
+  /** The service proxy runs on this store: keep what it reads (endpoint node names). */
+  readonly proxy?: boolean;
   /** Overrides for tests and benchmarks (backoff, watchdog, page size). */
   readonly tuning?: Partial<Pick<KubeSourceOptions, 'backoff' | 'watchTimeoutMs' | 'listTimeoutMs' | 'pageSize' | 'inClusterRoot'>>;
 }
@@ -42,6 +44,7 @@ export function kubeSources(opts: KubeSourcesOptions, log: Logger): KubeSources 
     namespaceLabels: opts.config.namespaceLabels,
     watchPods: opts.config.pods === 'verified',
     endpointPodNames: opts.config.endpointPodNames,
+    endpointNodeNames: opts.proxy === true,
     startupTimeoutMs: opts.config.startupTimeout * 1000,
     log: sourceLog(log),
     ...opts.tuning,

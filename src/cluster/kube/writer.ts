@@ -53,10 +53,10 @@ export class StoreWriter implements WatchSink {
   readonly #parked = new Map<string, Map<NamespacedKind, Map<string, ClusterObject>>>();
   readonly #interner: Interner;
 
-  constructor(store: ClusterStore, gated: boolean, opts: { readonly keepPodNames?: boolean } = {}) {
+  constructor(store: ClusterStore, gated: boolean, opts: { readonly keepPodNames?: boolean; readonly keepNodeNames?: boolean } = {}) {
     this.store = store;
     this.gated = gated;
-    this.#interner = new Interner({ keepPodNames: opts.keepPodNames ?? true });
+    this.#interner = new Interner({ keepPodNames: opts.keepPodNames ?? true, keepNodeNames: opts.keepNodeNames === true });
   }
 
   /** Objects held aside because their namespace does not match (all kinds). */
