@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { sourceLog } from './log.js';
-import type { HostPort } from './node.js';
+import type { HostPort } from './net/ip.js';
 import { counterFrom, FastHistogram, gauge, type Metrics } from './ops/metrics.js';
 import { Forwarder, parseHostPort, parseStubDomains, resolvConfUpstreams } from './upstream/index.js';
 

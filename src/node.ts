@@ -5,9 +5,10 @@
  * this process (single process) or the primary through IPC (a `--workers` worker).
  */
 import type { Logger } from 'pino';
-import type { ClusterStore } from './cluster/store.js';
+import type { StoreProvider } from './cluster/provider.js';
 import type { Config } from './config.js';
 import { rcodeName, typeName } from './dns/constants.js';
+import type { HostPort } from './net/ip.js';
 import { gauge, Metrics } from './ops/metrics.js';
 import { DnsHandler, type NextStage, type QueryEvent } from './server/handler.js';
 import { listen, type Listener } from './server/listen.js';
@@ -16,21 +17,6 @@ import { Resolver } from './zone/resolver.js';
 import { ClusterZone } from './zone/zone.js';
 import { createForwarder, forwardDurationHistogram, registerForwarderMetrics, type ForwardingFlags } from './forwarding.js';
 import type { Forwarder } from './upstream/index.js';
-
-export interface HostPort {
-  readonly host: string;
-  readonly port: number;
-}
-
-/** Where a node gets its cluster stores from. */
-export interface StoreProvider {
-  /** Cluster domains currently served. */
-  zones(): string[];
-  storeFor(zone: string): ClusterStore;
-  onZonesChanged(listener: () => void): () => void;
-  /** Every source has completed its first full sync. */
-  synced(): boolean;
-}
 
 export function zoneOptions(c: Config): ZoneOptions {
   return {

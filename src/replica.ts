@@ -8,7 +8,7 @@
  */
 import type { ClusterObject } from './cluster/model.js';
 import { ClusterStore, type StoreOp } from './cluster/store.js';
-import type { StoreProvider } from './node.js';
+import type { StoreProvider } from './cluster/provider.js';
 
 export type ReplicaMessage =
   | { readonly t: 'zones'; readonly zones: string[] }

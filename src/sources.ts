@@ -11,10 +11,10 @@
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { FileSource } from './cluster/files.js';
+import type { StoreSources } from './cluster/provider.js';
 import type { ClusterStore } from './cluster/store.js';
 import type { Config } from './config.js';
 import { sourceLog } from './log.js';
-import type { StoreProvider } from './node.js';
 import { Registry, type RegistryOptions } from './registry/registry.js';
 import type { IpamStatus } from './registry/status.js';
 
@@ -23,11 +23,7 @@ export interface IpamProvider {
   status(): readonly IpamStatus[];
 }
 
-export interface Sources extends StoreProvider {
-  start(): Promise<void>;
-  stop(): Promise<void>;
-  /** Human description for logs and the banner. */
-  describe(): string;
+export interface Sources extends StoreSources {
   /** Allocator status (embedded registry; the API source may set its mirror here). */
   readonly ipam?: IpamProvider;
 }

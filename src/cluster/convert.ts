@@ -16,8 +16,7 @@
  * server accepts converts, and a manifest the API server would refuse is refused here with
  * the same reason. A missing `metadata.namespace` means `default`, as with kubectl.
  */
-import { isIP } from 'node:net';
-import { formatIPv6Groups } from '../dns/ip.js';
+import { canonicalIP, ipFamily } from '../net/ip.js';
 import type {
   ClusterObject,
   ContainerPort,
@@ -207,54 +206,7 @@ const label = (v: unknown, path: string): string | undefined => checked(v, path,
 // ---------------------------------------------------------------------------------------
 // IP addresses.
 
-/**
- * Canonical text of an IP address, or undefined when `text` is not one.
- *
- * IPv4: dotted quad (leading zeros are rejected, as by Go's net.ParseIP). IPv6: RFC 5952
- * (lowercase, no leading zeros, the longest run of two or more zero groups as `::`, the
- * first one on a tie; IPv4-mapped addresses as `::ffff:a.b.c.d`). Zone ids (`%eth0`) are
- * rejected: a cluster address never has one.
- */
-export function canonicalIP(text: string): string | undefined {
-  const family = isIP(text);
-  if (family === 4) return text; // isIP refuses leading zeros and spaces: already canonical.
-  if (family !== 6 || text.includes('%')) return undefined;
-  const groups = ipv6Groups(text);
-  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
-    const hi = groups[6] ?? 0;
-    const lo = groups[7] ?? 0;
-    return `::ffff:${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
-  }
-  return formatIPv6Groups(groups);
-}
-
-/** The 8 groups of an IPv6 address that `isIP` accepted. */
-function ipv6Groups(text: string): number[] {
-  const parse = (part: string): number[] => {
-    if (part === '') return [];
-    const out: number[] = [];
-    for (const g of part.split(':')) {
-      if (g.includes('.')) {
-        const [a = 0, b = 0, c = 0, d = 0] = g.split('.').map(Number);
-        out.push((a << 8) | b, (c << 8) | d);
-      } else {
-        out.push(parseInt(g, 16));
-      }
-    }
-    return out;
-  };
-  const gap = text.indexOf('::');
-  if (gap < 0) return parse(text);
-  const head = parse(text.slice(0, gap));
-  const tail = parse(text.slice(gap + 2));
-  return [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
-}
-
-/** Family of a canonical (or any valid) IP address. */
-export function ipFamily(ip: string): IPFamily | undefined {
-  const f = isIP(ip);
-  return f === 4 ? 'IPv4' : f === 6 ? 'IPv6' : undefined;
-}
+// Canonical text and family: src/net/ip.ts (canonicalIP, ipFamily).
 
 function ip(v: unknown, path: string, family?: IPFamily): string {
   if (v === undefined || v === null || v === '') fail(path, 'required');

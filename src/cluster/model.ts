@@ -9,10 +9,11 @@
  * plain data (no classes, no getters): the store's no-op check (`deepEqual`, equal.ts)
  * compares own fields, and the worker IPC copies them by structured clone.
  */
+import type { IPFamily } from '../net/ip.js';
 
+export type { IPFamily };
 export type Protocol = 'TCP' | 'UDP' | 'SCTP';
 export type ServiceType = 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'ExternalName';
-export type IPFamily = 'IPv4' | 'IPv6';
 export type IPFamilyPolicy = 'SingleStack' | 'PreferDualStack' | 'RequireDualStack';
 
 export interface ServicePort {

@@ -6,7 +6,7 @@
  * record would cost ~180 B each, and writing happens only when the answer cache misses.
  */
 import { Type } from './constants.js';
-import { bytesToIP, ipToBytes } from './ip.js';
+import { bytesToIP, ipToBytes } from '../net/ip.js';
 
 export interface SoaData {
   readonly mname: string;

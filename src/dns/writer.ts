@@ -13,7 +13,7 @@
 import { Flag, Type } from './constants.js';
 import type { Query } from './query.js';
 import type { RR } from './rr.js';
-import { ipToBytes } from './ip.js';
+import { ipToBytes } from '../net/ip.js';
 
 export interface Answer {
   readonly rcode: number;

@@ -10,7 +10,10 @@
  * - An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, any spelling) **is** IPv4: Go's
  *   `To4()` succeeds, `utilnet.IsIPv6` is false, and `String()` prints dotted IPv4.
  * - IPv6 is printed per RFC 5952 (what Go prints): lowercase, no leading zeros, the
- *   longest run of two or more zero groups compressed to `::` (the first on a tie).
+ *   longest run of two or more zero groups compressed to `::` (the first on a tie), by
+ *   `src/net/ip.ts`, which also makes the cluster model's canonical text. That module
+ *   reads addresses strictly (no leading zeros, IPv4-mapped stays IPv6): the allocator
+ *   reads them here, as Kubernetes does.
  * - No zones (`fe80::1%eth0`) and no surrounding whitespace.
  *
  * Deviation: an IPv6 group must have 1 to 4 hex digits (the old Go parser also accepted
@@ -18,7 +21,7 @@
  *
  * @module
  */
-import type { IPFamily } from '../cluster/model.js';
+import { formatIPv4, formatIPv6Groups, type IPFamily } from '../net/ip.js';
 import { InvalidCidrError, InvalidIPError } from './errors.js';
 
 const V4_MAX = (1n << 32n) - 1n;
@@ -89,7 +92,7 @@ export class IP {
 
   /** Canonical text, as Go's `net.IP.String()`. */
   toString(): string {
-    this.#text ??= this.family === 'IPv4' ? formatIPv4(this.value) : formatIPv6(this.value);
+    this.#text ??= this.family === 'IPv4' ? formatIPv4(Number(this.value)) : formatIPv6(this.value);
     return this.#text;
   }
 
@@ -103,19 +106,9 @@ export function parseIP(text: string): IP | undefined {
   return IP.parse(text);
 }
 
-/** Canonical text of an IP string, or undefined when it does not parse. */
-export function canonicalIP(text: string): string | undefined {
-  return IP.parse(text)?.toString();
-}
-
 /** `netutils.IsIPv6String`: parses and is not IPv4 (IPv4-mapped counts as IPv4). */
 export function isIPv6String(text: string): boolean {
   return IP.parse(text)?.family === 'IPv6';
-}
-
-/** The family of an IP string, or undefined when it does not parse. */
-export function familyOf(text: string): IPFamily | undefined {
-  return IP.parse(text)?.family;
 }
 
 function parseIPv4(s: string): bigint | undefined {
@@ -175,34 +168,11 @@ function parseIPv6(s: string): bigint | undefined {
   return v;
 }
 
-function formatIPv4(v: bigint): string {
-  const n = Number(v);
-  return `${(n >>> 24) & 255}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
-}
-
 function formatIPv6(v: bigint): string {
-  if (v >> 32n === 0xffffn) return formatIPv4(v & V4_MAX); // defensive: IP.from normalises these
+  if (v >> 32n === 0xffffn) return formatIPv4(Number(v & V4_MAX)); // defensive: IP.from normalises these
   const g: number[] = [];
   for (let i = 7; i >= 0; i--) g.push(Number((v >> BigInt(i * 16)) & 0xffffn));
-  // Longest run of zero groups, first one on a tie; a single zero group is not compressed.
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (xs: number[]) => xs.map((x) => x.toString(16)).join(':');
-  if (bestLen < 2) return hex(g);
-  return `${hex(g.slice(0, bestStart))}::${hex(g.slice(bestStart + bestLen))}`;
+  return formatIPv6Groups(g);
 }
 
 /**

@@ -5,10 +5,10 @@
  * (pkg/proxy/endpointslicecache.go, serviceport.go) are applied here once, so every
  * mode reads the same answer.
  */
-import { isIPv6 } from 'node:net';
 import type { EndpointSlice, Service } from '../cluster/model.js';
 import { eachAddress } from '../cluster/packed.js';
 import type { ClusterStore } from '../cluster/store.js';
+import { ipFamily, joinHostPort } from '../net/ip.js';
 import type { Family, ProxyEndpoint, ProxyPort } from './types.js';
 
 /** Services with this label belong to another proxy (kube-proxy's informer selector). */
@@ -21,12 +21,7 @@ const SERVING = 2;
 const TERMINATING = 4;
 
 function familyOf(ip: string): Family {
-  return isIPv6(ip) ? 6 : 4;
-}
-
-/** Go's net.JoinHostPort: IPv6 in brackets. */
-export function joinHostPort(ip: string, port: number): string {
-  return isIPv6(ip) ? `[${ip}]:${port}` : `${ip}:${port}`;
+  return ipFamily(ip) === 'IPv6' ? 6 : 4;
 }
 
 /** Whether kube-proxy would program this Service at all. */

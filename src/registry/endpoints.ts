@@ -30,6 +30,7 @@
  * @module
  */
 import type { Endpoint, EndpointPort, EndpointSlice, IPFamily, Pod, Service, ServicePort } from '../cluster/model.js';
+import { ipFamily } from '../net/ip.js';
 
 /** The controller's `--max-endpoints-per-slice` default. */
 export const MAX_ENDPOINTS_PER_SLICE = 100;
@@ -100,13 +101,9 @@ export function shouldSetHostname(pod: Pod, svc: Service): boolean {
   return pod.hostname !== undefined && pod.hostname !== '' && pod.subdomain === svc.name && pod.namespace === svc.namespace;
 }
 
-function familyOf(ip: string): IPFamily {
-  return ip.includes(':') ? 'IPv6' : 'IPv4';
-}
-
 /** `podToEndpoint` for one address type; undefined when the pod has no IP of that family. */
 export function podToEndpoint(pod: Pod, svc: Service, family: IPFamily): Endpoint | undefined {
-  const addresses = [...new Set(pod.ips.filter((ip) => familyOf(ip) === family))];
+  const addresses = [...new Set(pod.ips.filter((ip) => ipFamily(ip) === family))];
   if (addresses.length === 0) return undefined;
   const serving = pod.ready;
   const terminating = pod.terminating;
@@ -145,7 +142,7 @@ export function sliceLabels(svc: Service): Record<string, string> {
 export function addressTypes(svc: Service): IPFamily[] {
   if (svc.ipFamilies !== undefined && svc.ipFamilies.length > 0) return [...svc.ipFamilies];
   const first = svc.clusterIPs[0];
-  if (first !== undefined) return [familyOf(first)];
+  if (first !== undefined) return [ipFamily(first) ?? 'IPv4'];
   return ['IPv4', 'IPv6'];
 }
 

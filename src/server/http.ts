@@ -3,7 +3,7 @@
  * down) and `/readyz` (every source has synced). Kubernetes probes use these.
  */
 import http from 'node:http';
-import { isIPv6 } from 'node:net';
+import { joinHostPort } from '../net/ip.js';
 import { ListenError } from './listen.js';
 
 export interface OpsState {
@@ -49,7 +49,7 @@ export async function serveHttp(host: string, port: number, state: OpsState): Pr
   server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new ListenError(isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`, 'http', err)),
+      reject(new ListenError(joinHostPort(host, port), 'http', err)),
     );
     server.listen({ host, port, exclusive: true }, () => resolve());
   });

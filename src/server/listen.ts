@@ -10,6 +10,7 @@ import dgram from 'node:dgram';
 import dns from 'node:dns';
 import net from 'node:net';
 import { isIPv6 } from 'node:net';
+import { joinHostPort } from '../net/ip.js';
 import type { DnsHandler } from './handler.js';
 
 export interface ListenOptions {
@@ -78,7 +79,7 @@ interface TcpLimits {
 }
 
 export async function listen(handler: DnsHandler, opts: ListenOptions): Promise<Listener> {
-  const addr = isIPv6(opts.host) ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
+  const addr = joinHostPort(opts.host, opts.port);
   const onError = opts.onError ?? (() => {});
   const limits: TcpLimits = {
     idle: opts.tcpIdleTimeout ?? 10_000,

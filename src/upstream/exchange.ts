@@ -12,12 +12,8 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { joinHostPort, type HostPort } from '../net/ip.js';
 import { checkReply, type Scan } from './wire.js';
-
-export interface HostPort {
-  readonly host: string;
-  readonly port: number;
-}
 
 /** Why an exchange produced no usable reply. */
 export type ExchangeError = 'timeout' | 'unreachable' | 'network' | 'closed';
@@ -31,7 +27,7 @@ export type Tracker = Set<() => void>;
 
 /** `host:port`, with brackets around IPv6 (the `to` label of CoreDNS forward metrics). */
 export function formatAddress(a: HostPort): string {
-  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+  return joinHostPort(a.host, a.port);
 }
 
 export function udpExchange(to: HostPort, query: Buffer, id: number, question: Uint8Array, timeoutMs: number, live: Tracker): Promise<ExchangeResult> {

@@ -28,14 +28,14 @@
  * (wire.ts `renderReply`).
  */
 import { Flag, Rcode, Type, UDP_MIN_SIZE } from '../dns/constants.js';
-import { bytesToIP } from '../dns/ip.js';
+import { bytesToIP, type HostPort } from '../net/ip.js';
 import type { Query } from '../dns/query.js';
 import { addressRR, type RR } from '../dns/rr.js';
 import { writeResponse } from '../dns/writer.js';
 import type { SourceLog } from '../log.js';
 import { MAX_UDP_SIZE, type Transport } from '../server/handler.js';
 import { AnswerCache, cacheKey, countdown, staleTtl, type CacheEntry, type CacheOptions, type CacheStats } from './cache.js';
-import { tcpExchange, udpExchange, type ExchangeError, type ExchangeResult, type HostPort, type Tracker } from './exchange.js';
+import { tcpExchange, udpExchange, type ExchangeError, type ExchangeResult, type Tracker } from './exchange.js';
 import { HealthChecker } from './health.js';
 import { LoopDetector } from './loop.js';
 import { normalizeDomain, Pool, routeName, type ErrorKind, type Policy, type Upstream, type UpstreamStats } from './pool.js';

@@ -8,7 +8,8 @@
  * trying beats failing at once). A server in a forwarding loop is never used.
  */
 import { rcodeName } from '../dns/constants.js';
-import { formatAddress, type ExchangeError, type HostPort } from './exchange.js';
+import type { HostPort } from '../net/ip.js';
+import { formatAddress, type ExchangeError } from './exchange.js';
 
 export type Policy = 'random' | 'round_robin' | 'sequential';
 

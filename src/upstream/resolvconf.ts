@@ -13,7 +13,8 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { SourceLog } from '../log.js';
-import { formatAddress, type HostPort } from './exchange.js';
+import { canonicalIP, stripZone, unmapIPv4, type HostPort } from '../net/ip.js';
+import { formatAddress } from './exchange.js';
 
 /**
  * Parse `HOST`, `HOST:PORT`, `[V6]:PORT` or a bare IPv6 address; the port defaults to
@@ -103,19 +104,11 @@ function localAddresses(): Set<string> {
   return out;
 }
 
-/** Lowercase, no zone index, IPv4-mapped IPv6 as IPv4, `::1` spelled one way. */
+/** Canonical text without the zone index, IPv4-mapped IPv6 as IPv4 (the kernel's view). */
 function normalize(ip: string): string {
-  let s = stripZone(ip).toLowerCase();
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(s);
-  if (mapped !== null) s = mapped[1]!;
-  if (s === '0:0:0:0:0:0:0:1') s = '::1';
-  if (s === '0:0:0:0:0:0:0:0') s = '::';
-  return s;
-}
-
-function stripZone(ip: string): string {
-  const i = ip.indexOf('%');
-  return i < 0 ? ip : ip.slice(0, i);
+  const s = stripZone(ip);
+  const c = canonicalIP(s);
+  return c === undefined ? s.toLowerCase() : unmapIPv4(c);
 }
 
 /**

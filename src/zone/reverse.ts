@@ -9,7 +9,8 @@
  * inside an authoritative reverse zone, they answer NODATA rather than NXDOMAIN.
  */
 import { Type } from '../dns/constants.js';
-import { ipv4Key, reverseName, reverseToIP } from '../dns/ip.js';
+import { reverseName, reverseToIP } from '../dns/ip.js';
+import { ipv4Key } from '../net/ip.js';
 import type { RR } from '../dns/rr.js';
 import type { PtrSource } from './build.js';
 import type { TypeEntry } from './table.js';

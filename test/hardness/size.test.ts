@@ -18,7 +18,7 @@ import * as dnsPacket from 'dns-packet';
 import { DnsHandler } from '../../src/server/handler.js';
 import { decode, makeQuery, tcpExchange, udpExchange } from '../helpers/dns.js';
 import { buildServer, endpoints, listenOn, rawQuery, shapeOf, Z, type Server } from './_lib.js';
-import { ipToBytes } from '../../src/dns/ip.js';
+import { ipToBytes } from '../../src/net/ip.js';
 import { port, slice, svc } from '../helpers/cluster.js';
 import { endpointList } from '../../src/cluster/packed.js';
 

@@ -72,6 +72,14 @@ t.test('isSelf on a wildcard listener covers this host\'s addresses', async (t) 
   t.notOk(isSelf({ host: local.address, port: 53 }, [{ host: '127.0.0.1', port: 53 }]));
 });
 
+t.test('isSelf compares canonical addresses', async (t) => {
+  t.ok(isSelf({ host: '2001:DB8:0:0::53', port: 53 }, [{ host: '2001:db8::53', port: 53 }]), 'any IPv6 spelling');
+  t.ok(isSelf({ host: '0:0:0:0:0:0:0:1', port: 53 }, [{ host: '::', port: 53 }]), 'loopback spelled out');
+  t.ok(isSelf({ host: '::ffff:0a60:000a', port: 53 }, [{ host: '10.96.0.10', port: 53 }]), 'IPv4-mapped in hex');
+  t.ok(isSelf({ host: 'fe80::1%eth0', port: 53 }, [{ host: 'FE80::1', port: 53 }]), 'zone index dropped');
+  t.notOk(isSelf({ host: '2001:db8::54', port: 53 }, [{ host: '2001:db8::53', port: 53 }]));
+});
+
 t.test('parseHostPort', async (t) => {
   t.same(parseHostPort('10.0.0.53'), { host: '10.0.0.53', port: 53 });
   t.same(parseHostPort('10.0.0.53:5353'), { host: '10.0.0.53', port: 5353 });

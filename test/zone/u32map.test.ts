@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 import t from 'tap';
-import { ipv4Key } from '../../src/dns/ip.js';
+import { ipv4Key } from '../../src/net/ip.js';
 import { U32Map } from '../../src/zone/u32map.js';
 
 type Op = { op: 'set'; k: number; v: number } | { op: 'del'; k: number };

@@ -65,13 +65,13 @@ import { createHash } from 'node:crypto';
 import { accessSync, existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import { isIPv6 } from 'node:net';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import type { Cluster, Context, KubeConfig, User } from '@kubernetes/client-node';
 import { newClusters, newContexts, newUsers } from '@kubernetes/client-node/dist/config_types.js';
 import { ExecAuth } from '@kubernetes/client-node/dist/exec_auth.js';
 import { FileAuth } from '@kubernetes/client-node/dist/file_auth.js';
 import { parse as parseYaml } from 'yaml';
+import { joinHostPort } from '../../net/ip.js';
 import { TokenFile } from './token.js';
 
 /** A configuration that cannot work (missing file, unknown context, no in-cluster environment). */
@@ -653,7 +653,6 @@ function inClusterConfig(root: string): Parsed {
   const caPath = `${root}${SERVICE_ACCOUNT_DIR}/ca.crt`;
   for (const p of [tokenPath, caPath]) if (!existsSync(p)) fail(`in-cluster: ${p} does not exist (no service account mounted?)`);
   const scheme = port === '80' || port === '8080' || port === '8001' ? 'http' : 'https';
-  const serverHost = isIPv6(host) ? `[${host}]` : host;
   const nsPath = `${root}${SERVICE_ACCOUNT_DIR}/namespace`;
   let namespace: string | undefined;
   try {
@@ -662,7 +661,7 @@ function inClusterConfig(root: string): Parsed {
     namespace = undefined;
   }
   return {
-    clusters: [{ name: 'inCluster', caFile: caPath, server: `${scheme}://${serverHost}:${port}`, skipTLSVerify: false }],
+    clusters: [{ name: 'inCluster', caFile: caPath, server: `${scheme}://${joinHostPort(host, port)}`, skipTLSVerify: false }],
     // client-node's user has a FileAuth auth-provider; ours reads the token through TokenFile.
     users: [{ name: 'inClusterUser' }],
     contexts: [{ cluster: 'inCluster', name: 'inClusterContext', user: 'inClusterUser', namespace }],

@@ -8,4 +8,4 @@ export { KubeSource, type KubeSourceEvents, type KubeSourceOptions, type KubeSou
 export { KubeConfigError, inClusterAvailable, SERVICE_ACCOUNT_DIR, type ClientDescription } from './config.js';
 export { labelSelectorError } from './selector.js';
 export type { ResourceStatus, RestartReason, WatcherState } from './watcher.js';
-export { kubeSources, type KubeSources, type KubeSourcesOptions } from './sources.js';
+export { kubeSources, type KubeSources, type KubeSourcesConfig, type KubeSourcesOptions } from './sources.js';

@@ -1,17 +1,18 @@
 /**
- * The API source behind the composition root's `Sources` interface (src/sources.ts), so
- * wiring it is one line in app.ts's createSources:
+ * The API source as {@link StoreSources} (what the composition root's `Sources` in
+ * src/sources.ts extends), so wiring it is one line in app.ts's createSources:
  *
  *   if (opts.kube !== undefined) return kubeSources({ ...opts.kube, config: opts.config }, log);
  *
  * One zone (the cluster domain given with --domain), one store. Config keys: `labels`,
  * `namespaceLabels`, `startupTimeout` (seconds); Pods are watched only for `pods: verified`
  * (`endpointPodNames` reads `targetRef.name` from the slices, no pod watch needed).
+ * The option types are this module's own: nothing under src/cluster imports the
+ * composition root (its config.ts, sources.ts).
  */
 import type { Logger } from 'pino';
-import type { Config } from '../../config.js';
 import { sourceLog } from '../../log.js';
-import type { Sources } from '../../sources.js';
+import type { StoreSources } from '../provider.js';
 import type { ClusterStore } from '../store.js';
 import { KubeSource, type KubeSourceOptions } from './source.js';
 
@@ -21,14 +22,27 @@ export interface KubeSourcesOptions {
   readonly inCluster: boolean;
   /** The cluster domain served from the API. */
   readonly domain: string;
-  readonly config: Pick<Config, 'labels' | 'namespaceLabels' | 'startupTimeout' | 'pods' | 'endpointPodNames'>;
+  readonly config: KubeSourcesConfig;
   /** The service proxy runs on this store: keep what it reads (endpoint node names). */
   readonly proxy?: boolean;
   /** Overrides for tests and benchmarks (backoff, watchdog, page size). */
   readonly tuning?: Partial<Pick<KubeSourceOptions, 'backoff' | 'watchTimeoutMs' | 'listTimeoutMs' | 'pageSize' | 'inClusterRoot'>>;
 }
 
-export interface KubeSources extends Sources {
+/** The configuration keys this source reads (the composition root passes its `Config`). */
+export interface KubeSourcesConfig {
+  /** Label selector on Services and EndpointSlices (CoreDNS `labels`). */
+  readonly labels: string | undefined;
+  /** Label selector on Namespaces (CoreDNS `namespace_labels`). */
+  readonly namespaceLabels: string | undefined;
+  /** Seconds to wait for the first sync (CoreDNS `startup_timeout`). */
+  readonly startupTimeout: number;
+  /** CoreDNS `pods` mode: Pods are watched only for `verified`. */
+  readonly pods: string;
+  readonly endpointPodNames: boolean;
+}
+
+export interface KubeSources extends StoreSources {
   /** The source itself: status() and on() for metrics. */
   readonly source: KubeSource;
 }
