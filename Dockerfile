@@ -11,8 +11,11 @@ RUN npm run build && npm prune --omit=dev
 # Runtime: compiled JS, production dependencies, the example zones; no compilers, no npm cache.
 FROM node:24-bookworm-slim
 # Port 53 without root: a file capability on node (as CoreDNS's image does on its binary).
+# The service proxy's tools (`clusterdns proxy`, deploy/kubernetes/node): iptables
+# (iptables-restore; Debian's default backend is nf_tables), nftables (nft) and conntrack
+# (stale UDP entries). Run as root with NET_ADMIN there; the DNS server never calls them.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libcap2-bin \
+ && apt-get install -y --no-install-recommends libcap2-bin iptables nftables conntrack \
  && setcap cap_net_bind_service=+ep "$(readlink -f /usr/local/bin/node)" \
  && apt-get purge -y libcap2-bin && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 WORKDIR /app

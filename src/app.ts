@@ -11,7 +11,8 @@ import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
-import { DnsNode, type HostPort } from './node.js';
+import type { HostPort } from './net/ip.js';
+import { DnsNode } from './node.js';
 import { gauge, Metrics } from './ops/metrics.js';
 import { MEMORY_FLAGS, startupDone, type MemoryProfile } from './ops/memory.js';
 import { ReplicaFeed, ReplicaProvider, type ReplicaMessage } from './replica.js';
@@ -21,6 +22,7 @@ import { fileSources, type Sources } from './sources.js';
 import { createMirror } from './registry/mirror.js';
 import { ipamMetrics } from './registry/metrics.js';
 import type { ClusterZone } from './zone/zone.js';
+import type { ProxyMode, ProxyService } from './proxy/service.js';
 
 export type { HostPort };
 export { zoneOptions } from './node.js';
@@ -47,6 +49,14 @@ export interface ServeOptions {
   readonly noUpstream: boolean;
   /** DNS worker processes (1: answer in this process). */
   readonly workers?: number;
+  /** Run the service proxy in this process too (`--proxy MODE`). */
+  readonly proxy?: ProxyOptions | undefined;
+}
+
+export interface ProxyOptions {
+  readonly mode: ProxyMode;
+  /** `--node-name`. */
+  readonly nodeName?: string | undefined;
 }
 
 export interface Server {
@@ -55,6 +65,8 @@ export interface Server {
   readonly http: OpsServer | undefined;
   /** The in-process DNS node (undefined in a `--workers` primary). */
   readonly node: DnsNode | undefined;
+  /** The service proxy, with `--proxy`. */
+  readonly proxy?: ProxyService | undefined;
   readonly zones: () => readonly ClusterZone[];
   readonly zoneNames: () => string[];
   /** Apply a new configuration (SIGHUP, config file edit). */
@@ -75,7 +87,7 @@ async function createSources(opts: ServeOptions, log: Logger): Promise<Sources> 
   if (opts.kube !== undefined) {
     // Loaded only when used (client-node's Watch, the kubeconfig reader, the watch loops).
     const { kubeSources } = await import('./cluster/kube/index.js');
-    const src = kubeSources({ ...opts.kube, config: opts.config }, log);
+    const src = kubeSources({ ...opts.kube, config: opts.config, proxy: opts.proxy !== undefined }, log);
     // Kubernetes mode: the allocator mirrors the cluster's ClusterIPs read-only and
     // reports anomalies (issue #4); it never allocates.
     const mirror = createMirror(src.storeFor(opts.kube.domain), opts.config, log, { zone: opts.kube.domain });
@@ -118,6 +130,29 @@ function sourceMetrics(metrics: Metrics, sources: Sources): void {
   );
 }
 
+/**
+ * The service proxy on these sources (loaded only when asked for). Rejects when it
+ * cannot run here (no CAP_NET_ADMIN, tools missing): the caller stops and says why.
+ */
+async function startProxy(opts: { readonly config: Config; readonly kube?: KubeOptions | undefined }, proxy: ProxyOptions, sources: Sources, metrics: Metrics, log: Logger): Promise<ProxyService> {
+  const { ProxyService } = await import('./proxy/service.js');
+  const { ProxyMetrics } = await import('./proxy/metrics.js');
+  const pm = new ProxyMetrics();
+  pm.register(metrics);
+  const svc = new ProxyService({
+    mode: proxy.mode,
+    provider: sources,
+    config: opts.config,
+    nodeName: proxy.nodeName,
+    // The embedded registry owns the service CIDRs; with the API they are the cluster's.
+    serviceCIDRsKnown: opts.kube === undefined,
+    log,
+    metrics: pm,
+  });
+  await svc.start();
+  return svc;
+}
+
 /** Run `fn` once the sources have synced (now, or when they do; checked every second). */
 function whenSynced(sources: { synced(): boolean }, fn: () => void): void {
   if (sources.synced()) {
@@ -149,22 +184,26 @@ export async function startServer(opts: ServeOptions, log: Logger): Promise<Serv
   whenSynced(sources, () => startupDone(config.memory));
   let healthy = true;
   let http: OpsServer | undefined;
+  let proxy: ProxyService | undefined;
   try {
+    if (opts.proxy !== undefined) proxy = await startProxy(opts, opts.proxy, sources, metrics, log);
     await node.listen(opts.dns);
     await node.forward({ upstreams: opts.upstreams, noUpstream: opts.noUpstream, dns: node.listeners.map((l) => ({ host: l.host, port: l.udpPort })) });
     if (opts.http !== undefined) {
       http = await serveHttp(opts.http.host, opts.http.port, {
         healthy: () => healthy,
-        ready: () => sources.synced() && healthy,
+        ready: () => sources.synced() && healthy && (proxy?.ready() ?? true),
         routes: new Map([['/metrics', async () => ({ type: metrics.contentType, body: await metrics.text() })]]),
       });
     }
   } catch (err) {
+    await proxy?.stop();
     await node.close();
     await sources.stop();
     throw err;
   }
   const close = async (): Promise<void> => {
+    await proxy?.stop();
     await node.close();
     await http?.close();
     await sources.stop();
@@ -173,6 +212,7 @@ export async function startServer(opts: ServeOptions, log: Logger): Promise<Serv
     addresses: node.listeners.map((l: Listener) => ({ host: l.host, port: l.udpPort })),
     http,
     node,
+    proxy,
     zones: () => node.zones(),
     zoneNames: () => node.zones().map((z) => z.name),
     reload: (next) => {
@@ -196,6 +236,77 @@ export async function startServer(opts: ServeOptions, log: Logger): Promise<Serv
   };
 }
 
+export interface ProxyNodeOptions {
+  readonly config: Config;
+  readonly zonesDir: string;
+  readonly stateDir?: string;
+  readonly kube?: KubeOptions | undefined;
+  readonly http: HostPort | undefined;
+  readonly proxy: ProxyOptions;
+}
+
+export interface ProxyNode {
+  readonly http: OpsServer | undefined;
+  readonly proxy: ProxyService;
+  /** Stop; `cleanup` false leaves the installed rules in place (`--keep-rules`). */
+  close(cleanup?: boolean): Promise<void>;
+}
+
+/** `clusterdns proxy`: the sources, the proxy and the HTTP endpoint; no DNS listener. */
+export async function startProxyNode(opts: ProxyNodeOptions, log: Logger): Promise<ProxyNode> {
+  const metrics = new Metrics(`proxy://${opts.proxy.mode}`);
+  const sources = await createSources({ ...opts, dns: [], upstreams: [], noUpstream: true }, log);
+  await sources.start();
+  sourceMetrics(metrics, sources);
+  let proxy: ProxyService;
+  try {
+    proxy = await startProxy(opts, opts.proxy, sources, metrics, log);
+  } catch (err) {
+    await sources.stop();
+    throw err;
+  }
+  let http: OpsServer | undefined;
+  let healthy = true;
+  try {
+    if (opts.http !== undefined) {
+      http = await serveHttp(opts.http.host, opts.http.port, {
+        healthy: () => healthy,
+        ready: () => sources.synced() && proxy.ready(),
+        routes: new Map([['/metrics', async () => ({ type: metrics.contentType, body: await metrics.text() })]]),
+      });
+    }
+  } catch (err) {
+    await proxy.stop();
+    await sources.stop();
+    throw err;
+  }
+  return {
+    http,
+    proxy,
+    close: async (cleanup = true) => {
+      healthy = false;
+      await proxy.stop(cleanup);
+      await http?.close();
+      await sources.stop();
+    },
+  };
+}
+
+/** The sources alone, synced (for `clusterdns rules`): the caller stops them. */
+export async function syncedSources(opts: Omit<ProxyNodeOptions, 'http' | 'proxy'>, log: Logger, timeoutMs = 60_000): Promise<Sources> {
+  const sources = await createSources({ ...opts, dns: [], http: undefined, upstreams: [], noUpstream: true }, log);
+  await sources.start();
+  const deadline = Date.now() + timeoutMs;
+  while (!sources.synced()) {
+    if (Date.now() > deadline) {
+      await sources.stop();
+      throw new Error(`the cluster source did not sync within ${timeoutMs / 1000} s`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return sources;
+}
+
 async function lameDuck(config: Config, log: Logger): Promise<void> {
   if (config.lameduck <= 0) return;
   log.info({ seconds: config.lameduck }, 'lame duck: still answering, /healthz failing');
@@ -217,6 +328,13 @@ async function startPrimary(opts: ServeOptions, log: Logger): Promise<Server> {
   const sources = await createSources(opts, log);
   await sources.start();
   sourceMetrics(metrics, sources);
+  let proxy: ProxyService | undefined;
+  try {
+    if (opts.proxy !== undefined) proxy = await startProxy(opts, opts.proxy, sources, metrics, log);
+  } catch (err) {
+    await sources.stop();
+    throw err;
+  }
   // Workers get the memory profile's V8 flags on their command line (src/ops/memory.ts).
   cluster.setupPrimary({ serialization: 'advanced', execArgv: [...process.execArgv, ...MEMORY_FLAGS[config.memory]] });
   const workers = new Set<Worker>();
@@ -283,6 +401,7 @@ async function startPrimary(opts: ServeOptions, log: Logger): Promise<Server> {
     clearInterval(syncTimer);
     feed.close();
     await stopWorkers();
+    await proxy?.stop();
     await sources.stop();
     throw err;
   }
@@ -292,7 +411,7 @@ async function startPrimary(opts: ServeOptions, log: Logger): Promise<Server> {
   if (opts.http !== undefined) {
     http = await serveHttp(opts.http.host, opts.http.port, {
       healthy: () => healthy,
-      ready: () => sources.synced() && healthy && ready.size === n,
+      ready: () => sources.synced() && healthy && ready.size === n && (proxy?.ready() ?? true),
       routes: new Map([
         [
           '/metrics',
@@ -301,7 +420,7 @@ async function startPrimary(opts: ServeOptions, log: Logger): Promise<Server> {
             // The primary's own metrics: sources and the allocator live here, not in the workers.
             let body = `${fromWorkers}\n`;
             for (const m of metrics.registry.getMetricsAsArray()) {
-              if (/^clusterdns_(kubernetes_objects|source_last_change|ipam_)/.test(m.name)) body += `${await metrics.registry.getSingleMetricAsString(m.name)}\n`;
+              if (/^clusterdns_(kubernetes_objects|source_last_change|ipam_|proxy_)/.test(m.name)) body += `${await metrics.registry.getSingleMetricAsString(m.name)}\n`;
             }
             return { type: aggregator.contentType, body };
           },
@@ -313,6 +432,7 @@ async function startPrimary(opts: ServeOptions, log: Logger): Promise<Server> {
     clearInterval(syncTimer);
     feed.close();
     await stopWorkers();
+    await proxy?.stop();
     await http?.close();
     await sources.stop();
   };
@@ -320,6 +440,7 @@ async function startPrimary(opts: ServeOptions, log: Logger): Promise<Server> {
     addresses,
     http,
     node: undefined,
+    proxy,
     zones: () => [],
     zoneNames: () => sources.zones(),
     reload: (next) => {

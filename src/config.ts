@@ -8,7 +8,8 @@
 import { readFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import { parse as parseYaml } from 'yaml';
-import { ipToBytes } from './dns/ip.js';
+import { hasHostBits, parseCIDR } from './net/ip.js';
+import type { ProxyConfig } from './proxy/types.js';
 import { MEMORY_PROFILES, type MemoryProfile } from './ops/memory.js';
 import type { PodsMode } from './zone/build.js';
 import { validateServiceCidrs } from './ipam/allocator.js';
@@ -57,7 +58,12 @@ export interface Config {
   readonly cache: CacheConfig;
   /** V8 memory profile (src/ops/memory.ts): `lean` heap or `fast` queries. Needs a restart. */
   readonly memory: MemoryProfile;
+  /** The service proxy (`--proxy`, `clusterdns proxy`): kube-proxy's settings of the same names. */
+  readonly proxy: ProxyConfig;
 }
+
+export type { ProxyConfig };
+
 
 export interface CacheConfig {
   readonly maxTTL: number;
@@ -91,6 +97,16 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   forwardTimeout: 2,
   cache: { maxTTL: 30, maxNegativeTTL: 5, maxEntries: 10000, maxBytes: 32 * 1024 * 1024, serveStale: 3600, prefetch: false },
   memory: 'lean',
+  proxy: Object.freeze({
+    syncPeriod: 30_000,
+    minSyncPeriod: 1_000,
+    udpIdleTimeout: 250,
+    nodePortAddresses: Object.freeze([]),
+    clusterCIDR: Object.freeze([]),
+    masqueradeAll: false,
+    maxConnections: 10_000,
+    nodeName: '',
+  }),
 });
 
 type Checker = (v: unknown, where: string) => unknown;
@@ -204,6 +220,7 @@ const KEYS: Record<string, Checker> = {
     }
     return Object.freeze(out);
   },
+  proxy: (v, where) => parseProxy(v, where),
   reverseZones: (v, where) => {
     if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) {
       throw new ConfigError(`${where}: must be a list of CIDRs (10.96.0.0/12, fd00::/64) or reverse zone names, got ${show(v)}`);
@@ -211,6 +228,93 @@ const KEYS: Record<string, Checker> = {
     return Object.freeze([...(v as string[])]);
   },
 };
+
+/**
+ * A duration as kube-proxy's config writes one (Go's time.ParseDuration subset: "30s",
+ * "1m30s", "250ms", "1h"), or a number of seconds. Returns milliseconds.
+ */
+export function parseDuration(v: unknown, where: string, minMs: number, maxMs: number): number {
+  let ms: number | undefined;
+  if (typeof v === 'number' && Number.isFinite(v)) ms = v * 1000;
+  else if (typeof v === 'string' && /^(\d+(\.\d+)?(h|m|s|ms))+$/.test(v)) {
+    ms = 0;
+    for (const m of v.matchAll(/(\d+(?:\.\d+)?)(h|ms|m|s)/g)) {
+      const unit = { h: 3_600_000, m: 60_000, s: 1000, ms: 1 }[m[2] as 'h' | 'm' | 's' | 'ms'];
+      ms += Number(m[1]) * unit;
+    }
+  }
+  if (ms === undefined || ms < minMs || ms > maxMs) {
+    throw new ConfigError(`${where}: must be a duration from ${minMs}ms to ${maxMs / 1000}s like "30s", "1m", "250ms" (or a number of seconds), got ${show(v)}`);
+  }
+  return Math.round(ms);
+}
+
+/** A CIDR (network address, no host bits) of either family. */
+function cidr(v: unknown, where: string): string {
+  const c = typeof v === 'string' ? parseCIDR(v.trim()) : undefined;
+  if (c === undefined || c.prefix > c.bytes.length * 8) {
+    throw new ConfigError(`${where}: must be a CIDR like 10.244.0.0/16 or fd00:10:244::/56, got ${show(v)}`);
+  }
+  if (hasHostBits(c.bytes, c.prefix)) throw new ConfigError(`${where}: "${v as string}" has host bits set (did you mean a network address?)`);
+  return (v as string).trim();
+}
+
+function cidrList(v: unknown, where: string): readonly string[] {
+  const list = typeof v === 'string' ? v.split(',').map((x) => x.trim()).filter((x) => x !== '') : v;
+  if (!Array.isArray(list)) throw new ConfigError(`${where}: must be a CIDR or a list of CIDRs, got ${show(v)}`);
+  return Object.freeze(list.map((x, i) => cidr(x, `${where}[${i}]`)));
+}
+
+const PROXY_KEYS = Object.keys(DEFAULT_CONFIG.proxy);
+
+function parseProxy(v: unknown, where: string): ProxyConfig {
+  if (v === null || v === undefined) return DEFAULT_CONFIG.proxy;
+  if (typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${where}: must be a mapping with keys ${PROXY_KEYS.join(', ')}`);
+  const out: Record<string, unknown> = { ...DEFAULT_CONFIG.proxy };
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+    const at = `${where}.${k}`;
+    switch (k) {
+      case 'syncPeriod':
+        out[k] = parseDuration(x, at, 1000, 24 * 3_600_000);
+        break;
+      case 'minSyncPeriod':
+        out[k] = parseDuration(x, at, 0, 3_600_000);
+        break;
+      case 'udpIdleTimeout':
+        out[k] = parseDuration(x, at, 1, 3_600_000);
+        break;
+      case 'nodePortAddresses':
+        out[k] = cidrList(x, at);
+        break;
+      case 'clusterCIDR': {
+        // One per family, as kube-proxy's --cluster-cidr: the masquerade rule is a single
+        // `! -s CIDR` match, so a second CIDR of a family could not be honoured.
+        const list = cidrList(x, at);
+        const v6 = list.filter((c) => c.includes(':'));
+        if (v6.length > 1 || list.length - v6.length > 1) throw new ConfigError(`${at}: at most one CIDR per IP family (the pod network), got ${show(x)}`);
+        out[k] = list;
+        break;
+      }
+      case 'masqueradeAll':
+        out[k] = bool(x, at);
+        break;
+      case 'maxConnections':
+        if (typeof x !== 'number' || !Number.isInteger(x) || x < 1 || x > 1_000_000) throw new ConfigError(`${at}: must be a whole number from 1 to 1000000, got ${show(x)}`);
+        out[k] = x;
+        break;
+      case 'nodeName':
+        if (typeof x !== 'string' || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(x) || x.length > 253) throw new ConfigError(`${at}: must be a node name (DNS-1123 subdomain), got ${show(x)}`);
+        out[k] = x;
+        break;
+      default:
+        throw new ConfigError(`${where}: unknown key "${k}"; allowed keys: ${PROXY_KEYS.join(', ')}`);
+    }
+  }
+  if ((out.minSyncPeriod as number) > (out.syncPeriod as number)) {
+    throw new ConfigError(`${where}.minSyncPeriod: must not exceed syncPeriod (${out.syncPeriod as number}ms), got ${out.minSyncPeriod as number}ms`);
+  }
+  return Object.freeze(out) as unknown as ProxyConfig;
+}
 
 /** A Kubernetes label selector string (`app=web,tier!=db`, `env in (a,b)`, `!key`). */
 function selector(v: unknown, where: string): string {
@@ -293,16 +397,14 @@ export function loadConfigFile(path: string): Config {
 export function reverseZonesOf(cidr: string, where: string): string[] {
   const lower = cidr.toLowerCase().replace(/\.$/, '');
   if (lower === 'in-addr.arpa' || lower === 'ip6.arpa' || lower.endsWith('.in-addr.arpa') || lower.endsWith('.ip6.arpa')) return [lower];
-  const m = /^(.+)\/(\d{1,3})$/.exec(cidr);
-  const ip = m?.[1];
-  const bits = Number(m?.[2]);
-  if (ip === undefined || !(isIPv4(ip) || isIPv6(ip))) {
+  const c = parseCIDR(cidr);
+  if (c === undefined) {
     throw new ConfigError(`${where}: "${cidr}" is not a CIDR (address/prefix) or a reverse zone name`);
   }
-  const bytes = ipToBytes(ip)!;
+  const { bytes, prefix: bits } = c;
   const v4 = bytes.length === 4;
   const max = v4 ? 32 : 128;
-  if (!Number.isInteger(bits) || bits > max) throw new ConfigError(`${where}: prefix length of "${cidr}" must be 0-${max}`);
+  if (bits > max) throw new ConfigError(`${where}: prefix length of "${cidr}" must be 0-${max}`);
   const step = v4 ? 8 : 4;
   const cut = Math.ceil(bits / step) * step;
   const digits: number[] = [];
@@ -310,11 +412,7 @@ export function reverseZonesOf(cidr: string, where: string): string[] {
     digits.push(v4 ? bytes[i]! : (bytes[i >> 1]! >> ((i & 1) === 0 ? 4 : 0)) & 0xf);
   }
   // A CIDR names a network: every bit after the prefix must be zero.
-  for (let b = bits; b < max; b++) {
-    if ((bytes[b >> 3]! >> (7 - (b & 7))) & 1) {
-      throw new ConfigError(`${where}: "${cidr}" has host bits set (did you mean a network address?)`);
-    }
-  }
+  if (hasHostBits(bytes, bits)) throw new ConfigError(`${where}: "${cidr}" has host bits set (did you mean a network address?)`);
   const spare = cut - bits;
   const last = digits.length - 1;
   const out: string[] = [];

@@ -4,16 +4,18 @@
  * /healthz, the npm scripts CI runs), then the build stage's command (`npm run build`) is run
  * into a temporary folder laid out as the runtime stage's COPY instructions say, and the image's
  * ENTRYPOINT is started there: it must print its banner, answer /healthz, /readyz and a DNS
- * query, and exit 0 on SIGTERM.
+ * query, and exit 0 on SIGTERM. The runtime stage also carries the service proxy's tools
+ * (iptables, nftables, conntrack from Debian), and every workload in deploy/kubernetes keeps
+ * the file capabilities of the image's node in its bounding set (else node does not start).
  */
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join, posix } from 'node:path';
+import { dirname, join, posix, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parse as parseYaml } from 'yaml';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { decode, makeQuery, udpExchange } from './helpers/dns.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -214,6 +216,103 @@ t.test('runtime stage: non-root, port 53 by capability, EXPOSE, HEALTHCHECK, exe
   t.match(argValue(cmd ?? [], '--http') ?? '', /^(0\.0\.0\.0|\[::\]):\d+$/, 'http on every address');
 });
 
+/** The simple commands of a shell script (split at &&, ||, ;, | and newlines), as words. */
+function shellCommands(script: string): string[][] {
+  return script
+    .split(/&&|\|\||[;|\n]/)
+    .map((c) => c.trim().split(/\s+/).filter((w) => w !== ''))
+    .filter((w) => w.length > 0);
+}
+
+/** `apt-get <verb> …` / `apt <verb> …` commands: their options and package names. */
+function aptCommands(script: string, verbs: readonly string[]): { verb: string; options: string[]; packages: string[] }[] {
+  return shellCommands(script)
+    .filter((w) => (w[0] === 'apt-get' || w[0] === 'apt') && verbs.includes(w[1] ?? ''))
+    .map((w) => ({ verb: w[1]!, options: w.slice(2).filter((x) => x.startsWith('-')), packages: w.slice(2).filter((x) => !x.startsWith('-')) }));
+}
+
+/** The service proxy's tools (src/proxy: iptables-restore, ip6tables-restore, nft, conntrack) and their Debian packages. */
+const PROXY_TOOLS: Readonly<Record<string, string>> = {
+  'iptables-restore': 'iptables',
+  'ip6tables-restore': 'iptables',
+  'iptables-save': 'iptables',
+  nft: 'nftables',
+  conntrack: 'conntrack',
+};
+
+t.test('runtime stage: the service proxy\'s tools from Debian (iptables, nftables, conntrack), and nothing left of apt', async (t) => {
+  t.match(runtime.base, /bookworm|trixie|bullseye|debian/, `${runtime.base} is Debian-based (apt, and the packages by these names)`);
+  const runs = all(runtime, 'RUN').map((i) => i.rest);
+  const installed = new Set<string>();
+  for (const run of runs) {
+    const installs = aptCommands(run, ['install']);
+    if (installs.length === 0) continue;
+    const cmds = shellCommands(run).map((w) => w.join(' '));
+    const first = cmds.findIndex((c) => /^apt(-get)? install\b/.test(c));
+    t.ok(cmds.slice(0, first).some((c) => /^apt(-get)? update\b/.test(c)), `apt-get update in the same RUN, before the install (no stale index layer)`);
+    t.ok(cmds.slice(first).some((c) => /^rm -rf \/var\/lib\/apt\/lists\/?\*?$/.test(c)), 'rm -rf /var/lib/apt/lists/* after it, in the same RUN (no package lists in the image)');
+    for (const i of installs) {
+      t.ok(i.options.includes('--no-install-recommends'), `apt-get install ${i.packages.join(' ')}: --no-install-recommends`);
+      t.ok(i.options.includes('-y') || i.options.includes('--yes') || i.options.includes('-qy'), `apt-get install ${i.packages.join(' ')}: non-interactive (-y)`);
+      for (const p of i.packages) installed.add(p);
+    }
+    for (const r of aptCommands(run, ['purge', 'remove'])) for (const p of r.packages) installed.delete(p);
+  }
+  for (const [tool, p] of Object.entries(PROXY_TOOLS)) t.ok(installed.has(p), `${p} is installed and kept (${tool})`);
+  t.notOk(installed.has('libcap2-bin'), 'setcap (libcap2-bin) is purged once used');
+  // Tools the proxy runs as root with NET_ADMIN (deploy/kubernetes/node); the default user stays the DNS server's.
+  t.notMatch(last(runtime, 'USER')?.rest ?? 'root', /^(root|0)(:|$)/, 'the image\'s USER is still not root (the DaemonSet sets runAsUser 0 itself)');
+});
+
+/** Workload pod templates of every manifest under deploy/kubernetes that runs this image's ENTRYPOINT. */
+function imageWorkloads(): { what: string; containers: Record<string, unknown>[] }[] {
+  const dir = join(ROOT, 'deploy', 'kubernetes');
+  const out: { what: string; containers: Record<string, unknown>[] }[] = [];
+  if (!existsSync(dir)) return out;
+  const visit = (d: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) visit(p);
+      else if (/\.ya?ml$/.test(e.name) && !/^kustomization\.ya?ml$/.test(e.name)) {
+        const parsed = parseAllDocuments(readFileSync(p, 'utf8'), { version: '1.1' });
+        for (const doc of Array.isArray(parsed) ? parsed : []) {
+          const o = doc.toJS() as { kind?: string; metadata?: { name?: string }; spec?: { template?: { spec?: Record<string, unknown> } } } | null;
+          const pod = o?.spec?.template?.spec;
+          if (pod === undefined) continue;
+          const containers = ((pod['containers'] ?? []) as Record<string, unknown>[]).filter(
+            (c) => typeof c['image'] === 'string' && (c['image'] as string).startsWith('ghcr.io/clusterdns/clusterdns') && c['command'] === undefined,
+          );
+          if (containers.length > 0) out.push({ what: `${relative(ROOT, p).split(sep).join('/')} ${o?.kind} ${o?.metadata?.name}`, containers });
+        }
+      }
+    }
+  };
+  visit(dir);
+  return out;
+}
+
+t.test('every workload running the image keeps node\'s file capabilities in its bounding set', async (t) => {
+  // A binary whose file capabilities (effective bit set) are not all in the bounding set is not
+  // started at all (execve: EPERM), whatever the user: a pod that drops capabilities must add back
+  // every one setcap gives node.
+  const runs = all(runtime, 'RUN').map((i) => i.rest).join('\n');
+  const fileCaps = [...runs.matchAll(/setcap\s+['"]?([a-z_,]+)[=+]+ep\b/g)].flatMap((m) => m[1]!.split(',')).map((c) => c.replace(/^cap_/, '').toUpperCase());
+  t.ok(fileCaps.length > 0, `node's file capabilities: ${fileCaps.join(', ')}`);
+  const workloads = imageWorkloads();
+  t.ok(workloads.length >= 2, `${workloads.length} workloads run the image (the DNS Deployment, the proxy DaemonSet)`);
+  for (const w of workloads) {
+    for (const c of w.containers) {
+      const caps = ((c['securityContext'] as { capabilities?: { add?: string[]; drop?: string[] } } | undefined)?.capabilities) ?? {};
+      const dropped = (caps.drop ?? []).map((x) => x.toUpperCase());
+      const added = new Set((caps.add ?? []).map((x) => x.toUpperCase().replace(/^CAP_/, '')));
+      for (const cap of fileCaps) {
+        const kept = dropped.includes('ALL') ? added.has(cap) : !dropped.includes(cap) && !dropped.includes(`CAP_${cap}`);
+        t.ok(kept, `${w.what} container ${String(c['name'])}: ${cap} stays in the bounding set`);
+      }
+    }
+  }
+});
+
 /** Bare package names imported by the .js files under dir. */
 function importedPackages(dir: string): Set<string> {
   const out = new Set<string>();
@@ -226,6 +325,8 @@ function importedPackages(dir: string): Set<string> {
         for (const m of src.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)['"]([^'"]+)['"]/g)) {
           const spec = m[1]!;
           if (spec.startsWith('.') || spec.startsWith('/') || spec.startsWith('node:') || isBuiltin(spec)) continue;
+          // Not a package name: text that merely reads like an import (`from "${x}"` in a message).
+          if (!/^(@[a-z0-9][\w.-]*\/)?[a-z0-9][\w.-]*(\/[\w.@/-]*)?$/i.test(spec)) continue;
           out.add(spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!);
         }
       }

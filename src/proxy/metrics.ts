@@ -18,7 +18,7 @@ export class ProxyMetrics {
   readonly programming = new FastHistogram('clusterdns_proxy_network_programming_duration_seconds', 'Time from a cluster change to the sync that applied it.', PROGRAMMING_BUCKETS);
   readonly conntrackDeleted = new FastCounter('clusterdns_proxy_conntrack_cleanups_total', 'Stale UDP conntrack deletions run after syncs, by result.');
   readonly connections = new FastCounter('clusterdns_proxy_connections_total', 'Userspace proxy connections (TCP) or client flows (UDP) accepted, by service port and protocol.');
-  readonly bytes = new FastCounter('clusterdns_proxy_bytes_total', 'Userspace proxy bytes, by service port and direction (in: client to backend).');
+  readonly bytesTotal = new FastCounter('clusterdns_proxy_bytes_total', 'Userspace proxy bytes, by service port and direction (in: client to backend).');
   readonly connectErrors = new FastCounter('clusterdns_proxy_connect_errors_total', 'Userspace proxy connections given up (no endpoint answered, or none exists), by service port.');
   readonly retries = new FastCounter('clusterdns_proxy_connect_retries_total', 'Userspace proxy dials retried on another endpoint, by service port.');
   readonly #active = new Map<string, number>();
@@ -26,7 +26,7 @@ export class ProxyMetrics {
   readonly #lastRules = new Map<string, { labels: Record<string, string>; value: number }>();
 
   register(m: Metrics): void {
-    for (const c of [this.syncDuration, this.syncs, this.rulesWritten, this.programming, this.conntrackDeleted, this.connections, this.bytes, this.connectErrors, this.retries]) m.register(c.metric());
+    for (const c of [this.syncDuration, this.syncs, this.rulesWritten, this.programming, this.conntrackDeleted, this.connections, this.bytesTotal, this.connectErrors, this.retries]) m.register(c.metric());
     m.register(gauge('clusterdns_proxy_active_connections', 'Userspace proxy connections (or UDP flows) open now, by service port.', () => [...this.#active].map(([spn, value]) => ({ labels: { service_port: spn }, value }))));
     m.register(gauge('clusterdns_proxy_last_sync_timestamp_seconds', 'Unix time of the last successful rules sync, by mode and family.', () => [...this.#lastSync.values()]));
     m.register(gauge('clusterdns_proxy_rules', 'Rule and element lines written by the last successful sync, by mode and family.', () => [...this.#lastRules.values()]));
@@ -47,8 +47,8 @@ export class ProxyMetrics {
   connection(spn: string, proto: string): void {
     this.connections.inc(`${spn}|${proto}`, () => ({ service_port: spn, protocol: proto.toLowerCase() }));
   }
-  bytesMoved(spn: string, dir: 'in' | 'out', n: number): void {
-    this.bytes.inc(`${spn}|${dir}`, () => ({ service_port: spn, direction: dir }), n);
+  bytes(spn: string, dir: 'in' | 'out', n: number): void {
+    this.bytesTotal.inc(`${spn}|${dir}`, () => ({ service_port: spn, direction: dir }), n);
   }
   connectError(spn: string): void {
     this.connectErrors.inc(spn, () => ({ service_port: spn }));

@@ -82,3 +82,30 @@ export interface RulesOptions {
   /** Service CIDRs of this family (nftables drops unallocated ClusterIPs in them). */
   readonly serviceCIDRs: readonly string[];
 }
+
+/** The `proxy:` configuration keys (kube-proxy's KubeProxyConfiguration fields of the same names). */
+export interface ProxyConfig {
+  /** Resync and retry interval, ms (kube-proxy syncPeriod, 30 s). */
+  readonly syncPeriod: number;
+  /** Least time between two syncs, ms (kube-proxy minSyncPeriod, 1 s). */
+  readonly minSyncPeriod: number;
+  /** Userspace UDP flow idle timeout, ms (kube-proxy udpIdleTimeout, 250 ms). */
+  readonly udpIdleTimeout: number;
+  /** CIDRs whose local addresses accept NodePorts; empty: every local address. */
+  readonly nodePortAddresses: readonly string[];
+  /** Pod CIDRs (one per family): ClusterIP traffic from outside them is masqueraded. */
+  readonly clusterCIDR: readonly string[];
+  /** Masquerade all ClusterIP traffic (kube-proxy masqueradeAll). */
+  readonly masqueradeAll: boolean;
+  /** Userspace mode: most connections open at once per service port; more are refused. */
+  readonly maxConnections: number;
+  /** This node's name (internalTrafficPolicy: Local); '' = --node-name, $NODE_NAME, hostname. */
+  readonly nodeName: string;
+}
+
+/** What the proxy reads of the configuration: its own keys and the service CIDRs. */
+export interface ProxySettings {
+  readonly proxy: ProxyConfig;
+  /** Service CIDRs (primary first). */
+  readonly serviceCIDRs: readonly string[];
+}
