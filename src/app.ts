@@ -153,6 +153,12 @@ async function startProxy(opts: { readonly config: Config; readonly kube?: KubeO
   return svc;
 }
 
+/** Before loading any cluster data: a proxy without CAP_NET_ADMIN stops at once, with one line. */
+async function checkProxyPermission(proxy: ProxyOptions): Promise<void> {
+  const { requireNetAdmin } = await import('./proxy/caps.js');
+  requireNetAdmin(`the ${proxy.mode} proxy`);
+}
+
 /** Run `fn` once the sources have synced (now, or when they do; checked every second). */
 function whenSynced(sources: { synced(): boolean }, fn: () => void): void {
   if (sources.synced()) {
@@ -173,6 +179,7 @@ function serverLabel(dns: readonly HostPort[]): string {
 }
 
 export async function startServer(opts: ServeOptions, log: Logger): Promise<Server> {
+  if (opts.proxy !== undefined) await checkProxyPermission(opts.proxy);
   if ((opts.workers ?? 1) > 1) return startPrimary(opts, log);
   let config = opts.config;
   const metrics = new Metrics(serverLabel(opts.dns));
@@ -254,6 +261,7 @@ export interface ProxyNode {
 
 /** `clusterdns proxy`: the sources, the proxy and the HTTP endpoint; no DNS listener. */
 export async function startProxyNode(opts: ProxyNodeOptions, log: Logger): Promise<ProxyNode> {
+  await checkProxyPermission(opts.proxy);
   const metrics = new Metrics(`proxy://${opts.proxy.mode}`);
   const sources = await createSources({ ...opts, dns: [], upstreams: [], noUpstream: true }, log);
   await sources.start();
