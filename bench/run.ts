@@ -7,6 +7,9 @@
  *         stdout/stderr are shown as they come; if it writes JSON to $BENCH_RESULT_JSON that
  *         goes into the results file, and a string field `markdown` into the README snippet;
  *         BENCH_QUICK=1 is set with --quick)
+ *   proxy the service proxy benchmark (issue 11), with --only proxy: bench/proxy.ts as a child
+ *         process the same way (network namespaces, root; HAProxy, nginx, wrk), bounded by
+ *         --proxy-timeout; its results are saved as bench/results/<date>-proxy.json
  *
  * Prints tables, writes bench/results/<date>-<host>.json and prints a Markdown snippet for
  * the README. Loopback only; every child process is stopped at the end, on failure and
@@ -25,19 +28,27 @@ import { installCleanup, interrupted, start, stopAll } from './lib/proc.js';
 import { knotVersion } from './lib/servers.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const STEPS = ['dns', 'kube'] as const;
+const STEPS = ['dns', 'kube', 'proxy'] as const;
 type Step = (typeof STEPS)[number];
 
 const USAGE = `usage: npm run bench -- [flags]        (or: node --import tsx bench/run.ts [flags])
 
 steps (default: dns only, about 2½ minutes)
-  --only LIST            run only these steps (comma-separated: dns,kube)
+  --only LIST            run only these steps (comma-separated: dns,kube,proxy)
   --skip LIST            leave these steps out
   --kube                 add the kube step (bench/kube.ts, about 2 more minutes): dns, then kube
   --kube-timeout S       stop the kube step after S seconds (default 300)
   --kube-arg=ARG         pass ARG to bench/kube.ts (repeatable; write --kube-arg=--flag for flags)
-  --quick                short smoke run: 1 round, 3 s runs (also tells bench/kube.ts: BENCH_QUICK=1)
+  --quick                short smoke run: 1 round, 3 s runs (also tells bench/kube.ts and
+                         bench/proxy.ts: BENCH_QUICK=1)
   --tune                 instead of measuring, sweep dnsperf settings (-T/-c/-q) against both servers
+
+proxy step (--only proxy: bench/proxy.ts, as root; about 5 minutes; results in <date>-proxy.json)
+  --proxy-rounds N       interleaved rounds over the contenders (default 5; --quick 1)
+  --proxy-duration S     each wrk run (default 3)
+  --proxy-contenders L   direct,haproxy,userspace,iptables,nftables (default: all five; also haproxy-splice)
+  --proxy-timeout S      stop the proxy step after S seconds (default 900)
+  --proxy-arg=ARG        pass ARG to bench/proxy.ts (repeatable; \`node --import tsx bench/proxy.ts --help\`)
 
 cluster (dns step)
   --services N           ClusterIP services, each with named ports http/80 and metrics/9090 (default 2000)
@@ -71,7 +82,8 @@ output
   --strict               exit 3 when a goal is not met
   -h, --help             this text`;
 
-interface KubeStep {
+/** A step run as a child process (kube, proxy). */
+interface ChildStep {
   status: 'ok' | 'failed' | 'timed out' | 'not present' | 'skipped';
   seconds?: number;
   exitCode?: number | string;
@@ -101,12 +113,12 @@ function stepList(v: string | undefined, flag: string): Step[] {
   return out;
 }
 
-async function runKube(args: readonly string[], timeoutS: number, quick: boolean, scratch: string): Promise<KubeStep> {
-  const script = join(ROOT, 'bench', 'kube.ts');
+async function runChildStep(step: 'kube' | 'proxy', args: readonly string[], timeoutS: number, quick: boolean, scratch: string): Promise<ChildStep> {
+  const script = join(ROOT, 'bench', `${step}.ts`);
   if (!existsSync(script)) return { status: 'not present' };
-  const resultFile = join(scratch, 'kube-result.json');
+  const resultFile = join(scratch, `${step}-result.json`);
   const t0 = performance.now();
-  const child = start('bench/kube.ts', process.execPath, ['--import', 'tsx', script, ...args], {
+  const child = start(`bench/${step}.ts`, process.execPath, ['--import', 'tsx', script, ...args], {
     cwd: ROOT,
     env: { ...process.env, BENCH_RESULT_JSON: resultFile, ...(quick ? { BENCH_QUICK: '1' } : {}) },
   });
@@ -147,10 +159,9 @@ function onPath(cmd: string): boolean {
   return dirs.some((d) => d !== '' && existsSync(join(d, cmd)));
 }
 
-function resultPath(dir: string, date: string): string {
-  const host = hostname().replace(/[^A-Za-z0-9._-]/g, '_') || 'host';
-  let p = join(dir, `${date}-${host}.json`);
-  for (let i = 2; existsSync(p) && i < 1000; i++) p = join(dir, `${date}-${host}-${i}.json`);
+function resultPath(dir: string, date: string, name = hostname().replace(/[^A-Za-z0-9._-]/g, '_') || 'host'): string {
+  let p = join(dir, `${date}-${name}.json`);
+  for (let i = 2; existsSync(p) && i < 1000; i++) p = join(dir, `${date}-${name}-${i}.json`);
   return p;
 }
 
@@ -167,7 +178,6 @@ function buildDist(): void {
 }
 
 async function main(): Promise<number> {
-  buildDist();
   const { values } = parseArgs({
     args: process.argv.slice(2),
     options: {
@@ -176,6 +186,11 @@ async function main(): Promise<number> {
       kube: { type: 'boolean', default: false },
       'kube-timeout': { type: 'string', default: '300' },
       'kube-arg': { type: 'string', multiple: true },
+      'proxy-rounds': { type: 'string' },
+      'proxy-duration': { type: 'string' },
+      'proxy-contenders': { type: 'string' },
+      'proxy-timeout': { type: 'string', default: '900' },
+      'proxy-arg': { type: 'string', multiple: true },
       quick: { type: 'boolean', default: false },
       tune: { type: 'boolean', default: false },
       services: { type: 'string', default: '2000' },
@@ -219,6 +234,14 @@ async function main(): Promise<number> {
   let steps: Step[] = only.length > 0 ? only : values.kube ? ['dns', 'kube'] : ['dns'];
   steps = steps.filter((s) => !skip.includes(s));
   if (values.tune) steps = ['dns'];
+  try {
+    buildDist();
+  } catch (err) {
+    // The dns step measures the compiled server and needs the build; the proxy step runs
+    // bin/clusterdns.js, which falls back to the sources (through tsx) when dist/ is stale.
+    if (steps.includes('dns') || steps.includes('kube')) throw err;
+    process.stdout.write(`bench: ${(err as Error).message}; the proxy step runs the sources through tsx\n`);
+  }
 
   const pin = values.pin!;
   const throughput: DnsperfSettings = {
@@ -258,6 +281,14 @@ async function main(): Promise<number> {
     log: (l) => process.stdout.write(`  ${l}\n`),
   };
   const kubeTimeout = int(values['kube-timeout'], '--kube-timeout', 1, 3600);
+  const proxyTimeout = int(values['proxy-timeout'], '--proxy-timeout', 10, 3600);
+  const proxyArgs = [
+    ...(values['proxy-rounds'] !== undefined ? [`--rounds=${int(values['proxy-rounds'], '--proxy-rounds', 1, 50)}`] : []),
+    ...(values['proxy-duration'] !== undefined ? [`--duration=${int(values['proxy-duration'], '--proxy-duration', 1, 120)}`] : []),
+    ...(values['proxy-contenders'] !== undefined ? [`--contenders=${values['proxy-contenders']}`] : []),
+    `--timeout=${Math.max(10, proxyTimeout - 15)}`,
+    ...(values['proxy-arg'] ?? []),
+  ];
 
   const scratch = mkdtempSync(join(tmpdir(), 'clusterdns-bench-'));
   const keep = values.keep!;
@@ -292,7 +323,8 @@ async function main(): Promise<number> {
   let exit = 0;
   let dns: DnsBenchResult | undefined;
   let dnsError: string | undefined;
-  let kube: KubeStep | undefined;
+  let kube: ChildStep | undefined;
+  let proxy: ChildStep | undefined;
   try {
     if (values.tune) {
       const grid: DnsperfSettings[] = [];
@@ -331,9 +363,23 @@ async function main(): Promise<number> {
     }
     if (steps.includes('kube')) {
       process.stdout.write(`\n== kube: bench/kube.ts (at most ${kubeTimeout} s)\n`);
-      kube = await runKube(values['kube-arg'] ?? [], kubeTimeout, quick, scratch);
+      kube = await runChildStep('kube', values['kube-arg'] ?? [], kubeTimeout, quick, scratch);
       process.stdout.write(`(kube step: ${kube.status}${kube.seconds !== undefined ? `, ${kube.seconds} s` : ''})\n`);
       if (kube.status === 'failed' || kube.status === 'timed out') exit = exit || 1;
+    }
+    if (steps.includes('proxy')) {
+      process.stdout.write(`\n== proxy: bench/proxy.ts (at most ${proxyTimeout} s)\n`);
+      if (process.getuid?.() !== 0) {
+        process.stderr.write('proxy step: needs root (network namespaces, iptables/nftables): skipped\n');
+        proxy = { status: 'skipped' };
+        exit = exit || 1;
+      } else {
+        proxy = await runChildStep('proxy', proxyArgs, proxyTimeout, quick, scratch);
+        process.stdout.write(`(proxy step: ${proxy.status}${proxy.seconds !== undefined ? `, ${proxy.seconds} s` : ''})\n`);
+        if (proxy.status === 'failed' || proxy.status === 'timed out') exit = exit || 1;
+        const r = proxy.result as { goalsMet?: unknown } | undefined;
+        if (values.strict && r !== undefined && r.goalsMet === false) exit = exit || 3;
+      }
     }
   } finally {
     await stopAll();
@@ -346,6 +392,11 @@ async function main(): Promise<number> {
     const r = kube.result as { markdown?: unknown } | undefined;
     if (r !== undefined && typeof r.markdown === 'string') markdown.push(r.markdown);
   }
+  let proxyMarkdown: string | undefined;
+  if (proxy !== undefined && proxy.result !== undefined) {
+    const r = proxy.result as { markdown?: unknown };
+    if (typeof r.markdown === 'string') markdown.push((proxyMarkdown = r.markdown));
+  }
   const record = {
     date: started.toISOString(),
     argv: process.argv.slice(2),
@@ -353,12 +404,20 @@ async function main(): Promise<number> {
     steps,
     dns: dns ?? (dnsError !== undefined ? { error: dnsError } : undefined),
     kube,
-    markdown: markdown.join('\n\n'),
+    markdown: markdown.filter((m) => m !== proxyMarkdown).join('\n\n'),
   };
   if (!values['no-save'] && (dns !== undefined || kube !== undefined || dnsError !== undefined)) {
     mkdirSync(values.out!, { recursive: true });
     const file = resultPath(values.out!, date);
     writeFileSync(file, `${JSON.stringify(record, null, 2)}\n`);
+    process.stdout.write(`\nresults: ${relative(process.cwd(), file) || file}\n`);
+  }
+  // The proxy step has a file of its own (its machine facts and tool versions inside).
+  if (!values['no-save'] && proxy !== undefined && proxy.status !== 'skipped' && proxy.status !== 'not present') {
+    mkdirSync(values.out!, { recursive: true });
+    const file = resultPath(values.out!, date, 'proxy');
+    const proxyRecord = { date: started.toISOString(), argv: process.argv.slice(2), machine, steps: ['proxy'], proxy, markdown: proxyMarkdown ?? '' };
+    writeFileSync(file, `${JSON.stringify(proxyRecord, null, 2)}\n`);
     process.stdout.write(`\nresults: ${relative(process.cwd(), file) || file}\n`);
   }
   process.stdout.write(
@@ -367,7 +426,7 @@ async function main(): Promise<number> {
       [[String(machine.nproc), machine.cpuModel, `${fmtInt(machine.memTotalMiB)} MiB`, machine.kernel, machine.node, machine.knot, machine.dnsperf, `${machine.loadStart}/${machine.loadEnd}`]],
     ).replace(/\n/g, '\n         ')}\n`,
   );
-  if (markdown.length > 0) process.stdout.write(`\n---- README snippet ----\n${record.markdown}\n---- end ----\n`);
+  if (markdown.length > 0) process.stdout.write(`\n---- README snippet ----\n${markdown.join('\n\n')}\n---- end ----\n`);
   return exit;
 }
 
