@@ -129,14 +129,17 @@ export class LoadBalancerRR {
   /**
    * The endpoint for a new connection or flow (`NextEndpoint`), or undefined when the
    * service port is unknown ("missing service entry") or has no endpoints ("missing
-   * endpoints"): the caller gives up at once, without retries. `clientIP` is the
-   * source address without port. `reset` is set after a failed dial.
+   * endpoints"): the caller gives up at once, without retries. `client` is the source
+   * address without port (or a function giving it, called only when the port has
+   * affinity). `reset` is set after a failed dial.
    */
-  nextEndpoint(key: string, clientIP: string, reset = false): LbEndpoint | undefined {
+  nextEndpoint(key: string, client: string | (() => string), reset = false): LbEndpoint | undefined {
     const s = this.#services.get(key);
     if (s === undefined || s.endpoints.length === 0) return undefined;
     const sticky = s.ttlSeconds > 0;
     const now = sticky ? this.#now() : 0;
+    // The source address costs a getpeername(2) per connection: asked for only with affinity.
+    const clientIP = !sticky ? '' : typeof client === 'string' ? client : client();
     if (sticky && !reset) {
       const a = s.affinity.get(clientIP);
       if (a !== undefined) {

@@ -42,6 +42,12 @@ export const DEFAULT_HIGH_WATER_MARK = 64 * 1024;
 export const LINGER_MS = 30_000;
 /** Go's default TCP keep-alive period (net.Dial and net.Listen enable it), so dead peers are found. */
 const KEEPALIVE_MS = 15_000;
+/**
+ * Keep-alive is switched on for connections that have lived this long (checked by one
+ * sweep per proxy), not at accept: it is four setsockopt(2) per socket, and most
+ * connections (one request each) close long before a keep-alive probe could matter.
+ */
+const KEEPALIVE_AFTER_MS = 5_000;
 
 /** Open TCP connections of a whole proxier, and their bound. */
 export interface ConnLimit {
@@ -74,6 +80,8 @@ interface Conn {
   linger: NodeJS.Timeout | undefined;
   /** Sockets of this connection not yet closed (client counts from the start). */
   open: number;
+  /** performance.now() at accept; 0 once keep-alive is on. */
+  since: number;
 }
 
 export class TcpProxy {
@@ -89,6 +97,7 @@ export class TcpProxy {
   readonly #serverClosed: Promise<void>;
   #closeCalled = false;
   #onIdle: (() => void) | undefined;
+  readonly #keepAliveSweep: NodeJS.Timeout;
 
   constructor(o: TcpProxyOptions) {
     this.#o = o;
@@ -101,12 +110,12 @@ export class TcpProxy {
         pauseOnConnect: true,
         allowHalfOpen: true,
         noDelay: true,
-        keepAlive: true,
-        keepAliveInitialDelay: KEEPALIVE_MS,
         highWaterMark: this.#hwm,
       },
       (s) => this.#accept(s),
     );
+    this.#keepAliveSweep = setInterval(() => this.#sweepKeepAlive(), KEEPALIVE_AFTER_MS);
+    this.#keepAliveSweep.unref();
     // 'close' comes once close() was called and every accepted socket is gone.
     this.#serverClosed = new Promise((resolve) => this.#server.once('close', () => resolve()));
     // Accept errors (EMFILE, ENFILE) arrive here; kube-proxy panicked, we log and go on.
@@ -178,7 +187,19 @@ export class TcpProxy {
     await this.#serverClosed;
   }
 
+  /** Keep-alive (Go's 15 s) on the sockets of connections older than KEEPALIVE_AFTER_MS. */
+  #sweepKeepAlive(): void {
+    const old = performance.now() - KEEPALIVE_AFTER_MS;
+    for (const c of this.#conns) {
+      if (c.since === 0 || c.since > old) continue;
+      c.since = 0;
+      if (!c.client.destroyed) c.client.setKeepAlive(true, KEEPALIVE_MS);
+      if (c.backend !== undefined && !c.backend.destroyed) c.backend.setKeepAlive(true, KEEPALIVE_MS);
+    }
+  }
+
   #checkIdle(): void {
+    if (!this.#listening && this.#conns.size === 0) clearInterval(this.#keepAliveSweep);
     if (!this.#listening && this.#conns.size === 0 && this.#onIdle !== undefined) {
       const cb = this.#onIdle;
       this.#onIdle = undefined;
@@ -196,7 +217,7 @@ export class TcpProxy {
         return;
       }
       limit.active++;
-      const conn: Conn = { client, backend: undefined, closing: false, linger: undefined, open: 1 };
+      const conn: Conn = { client, backend: undefined, closing: false, linger: undefined, open: 1, since: performance.now() };
       this.#conns.add(conn);
       this.#metrics.connection(spn, 'TCP');
       this.#metrics.active(spn, 1);
@@ -231,11 +252,12 @@ export class TcpProxy {
   async #dialAndPipe(conn: Conn): Promise<void> {
     const { key, spn, lb } = this.#o;
     const client = conn.client;
-    const ip = clientIP(client.remoteAddress);
+    let ip: string | undefined;
+    const source = (): string => (ip ??= clientIP(client.remoteAddress));
     let reset = false;
     for (let i = 0; i < this.#timeouts.length; i++) {
       if (client.destroyed) return;
-      const ep = lb.nextEndpoint(key, ip, reset);
+      const ep = lb.nextEndpoint(key, source, reset);
       if (ep === undefined) {
         this.#metrics.connectError(spn);
         this.#metrics.rejected?.(spn, 'TCP', 'no-endpoints');
@@ -259,7 +281,7 @@ export class TcpProxy {
     }
     this.#metrics.connectError(spn);
     this.#metrics.rejected?.(spn, 'TCP', 'dial-failed');
-    this.#log.warn({ spn, client: ip }, 'userspace proxy: failed to connect to an endpoint');
+    this.#log.warn({ spn, client: source() }, 'userspace proxy: failed to connect to an endpoint');
     if (!client.destroyed) client.resetAndDestroy();
   }
 
@@ -274,8 +296,6 @@ export class TcpProxy {
         port: ep.port,
         allowHalfOpen: true,
         noDelay: true,
-        keepAlive: true,
-        keepAliveInitialDelay: KEEPALIVE_MS,
         highWaterMark: this.#hwm,
       };
       const s = net.connect(opts);
@@ -339,8 +359,12 @@ export class TcpProxy {
     conn.closing = true;
     dst.pause();
     dst.removeAllListeners('data');
-    dst.end(() => dst.destroy());
-    src.end();
+    // A socket with nothing left to write is closed at once: close(2) sends the FIN that
+    // end() would, without a separate shutdown(2). One still flushing ends first.
+    if (dst.writableLength === 0) dst.destroy();
+    else dst.end(() => dst.destroy());
+    if (src.writableLength === 0) src.destroy();
+    else src.end(() => src.destroy());
     this.#startLinger(conn);
   }
 
