@@ -15,6 +15,12 @@ import type { Family, RulesOptions } from './types.js';
  */
 const WAIT = ['-w', '5', '-W', '100000'];
 
+/**
+ * A full sync of a view with more endpoints than this restores the per-service chains in
+ * chunks of about this many chains first (iptables.ts `IptablesRender.chunks`).
+ */
+const CHUNK_CHAINS = 1000;
+
 /** iptables >= 1.6.2: -W (wait interval) and MASQUERADE --random-fully. */
 const MIN_VERSION: readonly [number, number, number] = [1, 6, 2];
 
@@ -74,6 +80,8 @@ export class IptablesBackend implements RulesBackend {
   private readonly tools: Tools;
   /** Per-service nat chains active after the last successful restore. */
   private activeChains = new Set<string>();
+  /** The same by Service (what a partial render carries over for unchanged Services). */
+  private chainsByService = new Map<string, string[]>();
   /**
    * A restore has succeeded since construction / the last failure / cleanup: until
    * then every sync is full (kube-proxy's needFullSync), whatever the runner asks.
@@ -92,6 +100,11 @@ export class IptablesBackend implements RulesBackend {
   /** The per-service nat chains the kernel should hold now (for tests and metrics). */
   get chains(): ReadonlySet<string> {
     return this.activeChains;
+  }
+
+  /** The same by Service (benchmarks: a partial render as the backend does it). */
+  get byService(): ReadonlyMap<string, readonly string[]> {
+    return this.chainsByService;
   }
 
   async preflight(): Promise<void> {
@@ -129,7 +142,21 @@ export class IptablesBackend implements RulesBackend {
         previous = new Set([...this.activeChains, ...found]);
       }
     }
-    const r = renderIptables(req.ports, this.opts, { full, changed: req.changed, previousChains: previous }, { conntrackTCPLiberal: this.conntrackTCPLiberal });
+    const r = renderIptables(
+      req.ports,
+      this.opts,
+      { full, changed: req.changed, previousChains: previous, ...(full ? { chunkChains: CHUNK_CHAINS } : { previousByService: this.chainsByService }) },
+      { conntrackTCPLiberal: this.conntrackTCPLiberal },
+    );
+    // A large full sync: the per-service chains first, a chunk a restore; each leaves a
+    // consistent ruleset, the last (KUBE-SERVICES and the rest) makes them reachable.
+    for (const chunk of r.chunks ?? []) {
+      const c = await this.exec(this.tools.restore, [...WAIT, '--noflush', '--counters'], chunk);
+      if (c.code !== 0) {
+        this.synced = false;
+        throw restoreError(this.tools.restore, c, chunk);
+      }
+    }
     // RestoreAll(data, NoFlushTables, RestoreCounters): only declared chains are flushed.
     const res = await this.exec(this.tools.restore, [...WAIT, '--noflush', '--counters'], r.text);
     if (res.code !== 0) {
@@ -139,8 +166,11 @@ export class IptablesBackend implements RulesBackend {
       throw restoreError(this.tools.restore, res, r.text);
     }
     this.activeChains = r.natChains;
+    this.chainsByService = r.byService;
     this.synced = true;
-    return { rulesWritten: r.rules, bytes: Buffer.byteLength(r.text) };
+    let bytes = Buffer.byteLength(r.text);
+    for (const chunk of r.chunks ?? []) bytes += Buffer.byteLength(chunk);
+    return { rulesWritten: r.rules, bytes };
   }
 
   /**
@@ -199,11 +229,28 @@ export class IptablesBackend implements RulesBackend {
       }
       const chains = [...chainsInSave(s.stdout, table)].filter(own[table]).sort();
       if (chains.length === 0) continue;
-      const input = [`*${table}`, ...chains.map((c) => `:${c} - [0:0]`), ...chains.map((c) => `-X ${c}`), 'COMMIT', ''].join('\n');
-      const r = await this.exec(t.restore, [...WAIT, '--noflush', '--counters'], input);
-      if (r.code !== 0) errors.push(restoreError(t.restore, r, input).message);
+      // One restore, as kube-proxy; with many chains, in chunks (iptables-nft's restore is
+      // quadratic in the chains one input names, see iptables.ts `chunks`): all flushed
+      // first, so no rule still jumps to a chain when it is deleted, then deleted.
+      const groups: string[][] = [];
+      for (let i = 0; i < chains.length; i += CHUNK_CHAINS) groups.push(chains.slice(i, i + CHUNK_CHAINS));
+      const inputs =
+        groups.length === 1
+          ? [[`*${table}`, ...chains.map((c) => `:${c} - [0:0]`), ...chains.map((c) => `-X ${c}`), 'COMMIT', ''].join('\n')]
+          : [
+              ...groups.map((g) => [`*${table}`, ...g.map((c) => `:${c} - [0:0]`), 'COMMIT', ''].join('\n')),
+              ...groups.map((g) => [`*${table}`, ...g.map((c) => `:${c} - [0:0]`), ...g.map((c) => `-X ${c}`), 'COMMIT', ''].join('\n')),
+            ];
+      for (const input of inputs) {
+        const r = await this.exec(t.restore, [...WAIT, '--noflush', '--counters'], input);
+        if (r.code !== 0) {
+          errors.push(restoreError(t.restore, r, input).message);
+          break;
+        }
+      }
     }
     this.activeChains = new Set();
+    this.chainsByService = new Map();
     this.synced = false;
     if (errors.length > 0) throw new Error(`iptables cleanup: ${errors.join('; ')}`);
   }

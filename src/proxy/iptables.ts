@@ -97,6 +97,18 @@ export interface IptablesSync {
    * any found in the kernel): those no longer active are flushed and deleted (`-X`).
    */
   readonly previousChains: ReadonlySet<string>;
+  /**
+   * Full sync of a view with more endpoints than this: the per-service chains (all of a
+   * Service's in one) go to `chunks` of about this many chains, restored before `text`,
+   * which then holds the rest (see `IptablesRender.chunks`). Unset: one input.
+   */
+  readonly chunkChains?: number;
+  /**
+   * Partial sync: each Service's per-service chains as the last sync left them
+   * (`IptablesRender.byService`). An unchanged Service's are taken from here instead of
+   * being computed again (a hash per endpoint: ~1 s a sync at 100,000 endpoints).
+   */
+  readonly previousByService?: ReadonlyMap<string, readonly string[]>;
 }
 
 /** Facts about the host the rules depend on (read by the backend, defaults for `rules`). */
@@ -116,8 +128,20 @@ export interface IptablesRender {
    * this text or not: the `previousChains` of the next sync.
    */
   readonly natChains: Set<string>;
-  /** `-A` lines written (both tables; rules of skipped services not counted). */
+  /** `-A` lines written (both tables, chunks included; rules of skipped services not counted). */
   readonly rules: number;
+  /**
+   * With `chunkChains`: `iptables-restore --noflush` inputs holding the per-service nat
+   * chains, to be restored before `text`. iptables-nft (1.8.x) keeps the names of the
+   * chains a restore mentions in a sorted linked list, inserting each with a linear walk,
+   * so one input with 110,000 chains (10,000 Services × 10 endpoints) takes many minutes;
+   * chunks of a thousand take a few seconds in all. Each leaves a consistent ruleset:
+   * a chunk only adds or rewrites whole Services' chains, nothing points at a new one
+   * before `text` rewrites KUBE-SERVICES, and kube-proxy's rules are unchanged.
+   */
+  readonly chunks?: readonly string[];
+  /** The per-service nat chains of each Service (`natChains` by Service): the next `previousByService`. */
+  readonly byService: Map<string, string[]>;
 }
 
 const FULL: IptablesSync = { full: true, changed: new Set(), previousChains: new Set() };
@@ -194,6 +218,26 @@ export function renderIptables(
   const active = new Set<string>();
   let totalEndpoints = 0;
   for (const p of mine) totalEndpoints += p.endpoints.length;
+  const chunking = sync.full && sync.chunkChains !== undefined && totalEndpoints > sync.chunkChains;
+  const chunks: string[] = [];
+  let chunkChains = new Lines();
+  let chunkRules = new Lines();
+  let chunkRulesWritten = 0;
+  const endChunk = (): void => {
+    if (chunkChains.out.length === 0 && chunkRules.out.length === 0) return;
+    chunks.push(['*nat', ...chunkChains.out, ...chunkRules.out, 'COMMIT', ''].join('\n'));
+    chunkRulesWritten += chunkRules.appended;
+    chunkChains = new Lines();
+    chunkRules = new Lines();
+  };
+  let previousService: string | undefined;
+  const byService = new Map<string, string[]>();
+  const carried = new Set<string>();
+  if (chunking) {
+    // First, the chain every chunk jumps to (flushed and rewritten as the final input
+    // will: the same rule).
+    chunks.push(['*nat', `:${KUBE_MARK_MASQ} - [0:0]`, `-A ${KUBE_MARK_MASQ} -j MARK --or-mark ${MASQUERADE_MARK}`, 'COMMIT', ''].join('\n'));
+  }
   const largeCluster = totalEndpoints > LARGE_CLUSTER_ENDPOINTS;
   // appendServiceCommentLocked
   const svcComment = (comment: string): string[] => (largeCluster ? [] : ['-m', 'comment', '--comment', quote(comment)]);
@@ -276,10 +320,29 @@ export function renderIptables(
     }
 
     // KEP-3453 (MinimizeIPTablesRestore): SVC/SVL/EXT/FW/SEP of unchanged services are
-    // left as they are in the kernel; still computed so natChains stays complete.
+    // left as they are in the kernel; their names carried over (previousByService) or
+    // computed, so natChains stays complete.
     const write = sync.full || sync.changed.has(p.service);
-    const chains = write ? natChains : skipped;
-    const rules = write ? natRules : skipped;
+    if (chunking && p.service !== previousService && chunkChains.out.length >= sync.chunkChains!) endChunk();
+    previousService = p.service;
+    const known = write ? undefined : sync.previousByService?.get(p.service);
+    if (known !== undefined) {
+      // Unchanged and known: its chains as they are (once for all its ports).
+      if (!carried.has(p.service)) {
+        carried.add(p.service);
+        byService.set(p.service, [...known]);
+        for (const c of known) active.add(c);
+      }
+      continue;
+    }
+    const chains = !write ? skipped : chunking ? chunkChains : natChains;
+    const rules = !write ? skipped : chunking ? chunkRules : natRules;
+    let mine = byService.get(p.service);
+    if (mine === undefined) byService.set(p.service, (mine = []));
+    const use = (chain: string): void => {
+      active.add(chain);
+      mine.push(chain);
+    };
 
     // Internal traffic: masquerade what does not come from a pod (a static route to the
     // service range via this node may bounce off-node), or everything with masqueradeAll.
@@ -292,7 +355,7 @@ export function renderIptables(
     // External destinations (NodePort, external IPs) all go through KUBE-EXT-*.
     if (usesExternalTrafficChain) {
       chains.chain(externalTrafficChain);
-      active.add(externalTrafficChain);
+      use(externalTrafficChain);
       if (!p.externalLocal) {
         // Endpoints may be on other nodes: always SNAT.
         rules.rule(externalTrafficChain, '-m', 'comment', '--comment', quote(`masquerade traffic for ${spn} external destinations`), '-j', KUBE_MARK_MASQ);
@@ -312,12 +375,12 @@ export function renderIptables(
 
     if (usesClusterPolicyChain) {
       chains.chain(clusterPolicyChain);
-      active.add(clusterPolicyChain);
+      use(clusterPolicyChain);
       writeServiceToEndpointRules(rules, p, clusterPolicyChain, cluster, svcComment);
     }
     if (usesLocalPolicyChain) {
       chains.chain(localPolicyChain);
-      active.add(localPolicyChain);
+      use(localPolicyChain);
       writeServiceToEndpointRules(rules, p, localPolicyChain, local, svcComment);
     }
 
@@ -325,7 +388,7 @@ export function renderIptables(
     for (const ep of allReachable) {
       const sep = sepChain(spn, p.protocol, ep.key);
       chains.chain(sep);
-      active.add(sep);
+      use(sep);
       const c = svcComment(spn);
       // Hairpin: a pod reaching itself through the service must be SNATed, or it would
       // answer itself directly.
@@ -367,7 +430,8 @@ export function renderIptables(
     'COMMIT',
     '',
   ].join('\n');
-  return { text, natChains: active, rules: filterRules.appended + natRules.appended };
+  if (chunking) endChunk();
+  return { text, natChains: active, rules: filterRules.appended + natRules.appended + chunkRulesWritten, ...(chunking ? { chunks } : {}), byService };
 }
 
 /**
