@@ -4,8 +4,10 @@
  * elements, partial syncs adding and removing an endpoint and a Service (one `nft -f`
  * each, O(changes), stale chains and affinity sets gone), a second full sync that
  * changes nothing (affinities kept), a failed sync that forces a listing-based full
- * sync, leftovers of a crashed run removed, kube-proxy's deferred stale-chain deletion,
- * IPv6, connections through the rules, and cleanup() leaving no table (kube-proxy.md §3).
+ * sync, leftovers of a crashed run removed, the deferred stale deletion (kube-proxy's
+ * for chains), a full sync split into concurrent transactions over shard tables, IPv6,
+ * connections through the rules (one table and shards), and cleanup() leaving no table
+ * (kube-proxy.md §3).
  */
 import { spawnSync } from 'node:child_process';
 import t, { type Test } from 'tap';
@@ -182,7 +184,7 @@ t.test('preflight, full sync, partial syncs, idempotent full sync, cleanup (IPv4
   t.same(elements(ns, 'set', 'cluster-ips'), ['172.30.0.10', '172.30.0.41', '172.30.0.42']);
   t.ok(chains(ns).includes(EP2));
   t.ok(sets(ns).includes(AFF2));
-  t.match(inNs(ns, 'nft', ['list', 'chain', 'ip', 'clusterdns', SVC1]), /numgen random mod 2 vmap/);
+  t.match(inNs(ns, 'nft', ['list', 'chain', 'ip', 'clusterdns', SVC1]), new RegExp(`numgen random mod 2 (== )?0 goto ${EP1}\\n\\s*goto ${EP2}\\n`));
 
   // Partial: a third endpoint for svc1.
   calls.length = 0;
@@ -192,7 +194,7 @@ t.test('preflight, full sync, partial syncs, idempotent full sync, cleanup (IPv4
   t.same(calls[0]?.args, ['nft', '-f', '-']);
   t.notMatch(calls[0]?.input ?? '', /add table|kube-dns|svc2/, 'only svc1 in the transaction');
   t.ok(grow.rulesWritten < first.rulesWritten);
-  t.match(inNs(ns, 'nft', ['list', 'chain', 'ip', 'clusterdns', SVC1]), /numgen random mod 3 vmap/);
+  t.match(inNs(ns, 'nft', ['list', 'chain', 'ip', 'clusterdns', SVC1]), /numgen random mod 3 (== )?0 goto .*\n\s*numgen random mod 2 (== )?0 goto .*\n\s*goto endpoint-/);
   t.ok(chains(ns).includes('endpoint-WUHIZN2H-ns1/svc1/tcp/p80__10.180.0.3/80'));
 
   // Partial: 10.180.0.2 leaves; its chain and affinity set are deleted in the same transaction.
@@ -266,24 +268,91 @@ t.test('failed sync: rejects with nft\'s first line, next sync lists and goes fu
   t.equal(tables(ns), '');
 });
 
-t.test('deferred stale-chain deletion (kube-proxy, kernels < 6.2)', async (t) => {
+t.test('deferred stale deletion (the default; kube-proxy does it for chains on kernels < 6.2)', async (t) => {
   const ns = netns(t);
   if (ns === undefined) return;
   const calls: Call[] = [];
-  const b = new NftablesBackend({ ...V4, exec: nsExec(ns, calls), deferStaleChains: true, staleChainDelayMs: 0 });
+  const b = new NftablesBackend({ ...V4, exec: nsExec(ns, calls), staleChainDelayMs: 0 });
   await b.sync({ ports: [svc1, svc5], changed: NONE, full: true });
   const svc1b = svc({ ...svc1, endpoints: [ep('10.180.0.1', 80)] });
+  calls.length = 0;
   await b.sync({ ports: [svc1b, svc5], changed: new Set(['ns1/svc1']), full: false });
+  t.equal(calls.length, 1, 'a sync with changes: its transaction only');
+  t.notMatch(calls[0]?.input ?? '', /^delete /m, 'no deletion in it (nft would read every chain first)');
   t.ok(chains(ns).includes(EP2), 'stale chain still there');
   t.equal(inNs(ns, 'nft', ['list', 'chain', 'ip', 'clusterdns', EP2]).match(/dnat/g), null, 'but flushed');
-  t.notOk(sets(ns).includes(AFF2), 'affinity set deleted at once (as kube-proxy)');
-  t.same([...(b.state?.staleChains ?? [])], [EP2]);
+  t.ok(sets(ns).includes(AFF2), 'stale affinity set still there');
+  t.same(elements(ns, 'set', AFF2), [], 'but emptied at once (kube-proxy deletes it at once)');
+  t.same([...(b.state?.staleChains ?? [])], [`clusterdns ${EP2}`]);
   calls.length = 0;
   await b.sync({ ports: [svc1b, svc5], changed: NONE, full: false });
-  t.same(calls.map((c) => c.input), [`delete chain ip clusterdns ${EP2}\n`], 'next sync: the deletion in its own transaction');
+  t.same(calls.map((c) => c.input), [`delete chain ip clusterdns ${EP2}\ndelete set ip clusterdns ${AFF2}\n`], 'a sync without changes: the deletion, in its own transaction');
   t.notOk(chains(ns).includes(EP2), 'stale chain deleted');
+  t.notOk(sets(ns).includes(AFF2), 'stale set deleted');
   t.same([...(b.state?.staleChains ?? [])], []);
   await b.cleanup();
+
+  // Not before the delay; after a sync with changes only once the oldest waited staleMaxAgeMs.
+  const c = new NftablesBackend({ ...V4, exec: nsExec(ns, calls), staleChainDelayMs: 300, staleMaxAgeMs: 600 });
+  await c.sync({ ports: [svc1, svc5], changed: NONE, full: true });
+  await c.sync({ ports: [svc1b, svc5], changed: new Set(['ns1/svc1']), full: false });
+  calls.length = 0;
+  await c.sync({ ports: [svc1b, svc5], changed: NONE, full: false });
+  t.same(calls, [], 'within the delay: nothing');
+  await new Promise((r) => setTimeout(r, 350));
+  const svc5b = svc({ ...svc5, endpoints: [ep('10.180.0.7', 80)] });
+  await c.sync({ ports: [svc1b, svc5b], changed: new Set(['ns5/svc5']), full: false });
+  t.ok(chains(ns).includes(EP2), 'due, but a sync with changes does not wait for it');
+  await new Promise((r) => setTimeout(r, 300));
+  calls.length = 0;
+  const svc5c = svc({ ...svc5, endpoints: [ep('10.180.0.8', 80)] });
+  await c.sync({ ports: [svc1b, svc5c], changed: new Set(['ns5/svc5']), full: false });
+  t.equal(calls.length, 2, 'waited staleMaxAgeMs: the deletion after the sync\'s transaction');
+  t.match(calls[1]?.input ?? '', /^delete chain ip clusterdns endpoint-/m);
+  t.notOk(chains(ns).includes(EP2));
+  t.equal(await c.deleteStale(), 1, 'deleteStale: the one not yet due (svc5\'s second endpoint chain)');
+  await c.cleanup();
+});
+
+t.test('large view: a full sync split into concurrent transactions over shard tables; partial syncs touch one shard', async (t) => {
+  const ns = netns(t);
+  if (ns === undefined) return;
+  const calls: Call[] = [];
+  const b = new NftablesBackend({ ...V4, exec: nsExec(ns, calls), chunkRules: 30, shardEndpoints: 10, applyConcurrency: 2, staleChainDelayMs: 0 });
+  const many = Array.from({ length: 30 }, (_, i) => svc({ namespace: 'many', name: `s${i}`, clusterIP: `172.30.5.${i + 1}`, nodePort: 31000 + i, endpoints: [ep(`10.185.0.${i + 1}`, 80), ep(`10.185.1.${i + 1}`, 80)] }));
+  const first = await b.sync({ ports: many, changed: NONE, full: true });
+  const applies = calls.filter((c) => c.args.join(' ') === 'nft -f -');
+  t.ok(applies.length >= 4, `${applies.length} transactions`);
+  t.match(applies[0]?.input ?? '', /^add table ip clusterdns /);
+  t.match(applies[applies.length - 1]?.input ?? '', /^flush set ip clusterdns cluster-ips$/m);
+  t.equal(b.state?.shards, 8);
+  t.same(tables(ns).split('\n').filter((l) => l !== '').length, 9, 'clusterdns and 8 shards');
+  t.ok(first.rulesWritten > 200);
+  let n = 0;
+  for (const p of many) {
+    const table = b.state!.services.get(p.service)!.table;
+    const [obj] = listJson(ns, ['map', 'ip', table, 'service-ips'], 'map');
+    const keys = ((obj?.elem ?? []) as unknown[]).map((e) => JSON.stringify(e));
+    if (keys.some((k) => k.includes(p.clusterIP))) n++;
+  }
+  t.equal(n, many.length, 'every ClusterIP in its shard\'s service-ips');
+  t.same(elements(ns, 'map', 'service-ips'), [], 'and none in clusterdns\'s');
+  t.equal(elements(ns, 'set', 'cluster-ips').length, many.length, 'cluster-ips stays in clusterdns');
+
+  const q = many[11]!;
+  const table = b.state!.services.get(q.service)!.table;
+  calls.length = 0;
+  const grown = many.map((x) => (x === q ? svc({ ...q, endpoints: [...q.endpoints, ep('10.185.2.1', 80)] }) : x));
+  await b.sync({ ports: grown, changed: new Set([q.service]), full: false });
+  t.equal(calls.length, 1, 'one transaction');
+  t.same([...new Set([...(calls[0]?.input ?? '').matchAll(/^\S+ \S+ ip (\S+) /gm)].map((m) => m[1]))], [table], `only ${table}`);
+  calls.length = 0;
+  await b.sync({ ports: grown.filter((x) => x.service !== q.service), changed: new Set([q.service]), full: false });
+  t.equal(elements(ns, 'set', 'cluster-ips').length, many.length - 1, 'removed: cluster-ips refilled without it');
+  t.notMatch(calls[0]?.input ?? '', /delete element/);
+  t.equal(await b.deleteStale(), 5, 'its 5 chains (3 endpoints, service, external) deleted after');
+  await b.cleanup();
+  t.equal(tables(ns), '', 'cleanup: every table gone');
 });
 
 t.test('IPv6 table', async (t) => {
@@ -334,7 +403,8 @@ const once = (host, port) => new Promise((resolve) => {
 })();
 `;
 
-t.test('connections: spread, affinity, refused without endpoints and on undefined ports', async (t) => {
+for (const shardEndpoints of [undefined, 1]) {
+t.test(`connections: spread, affinity, refused without endpoints and on undefined ports${shardEndpoints === undefined ? '' : ', Services in shard tables'}`, async (t) => {
   const ns = netns(t);
   if (ns === undefined) return;
   inNs(ns, 'ip', ['link', 'set', 'lo', 'up']);
@@ -350,8 +420,12 @@ t.test('connections: spread, affinity, refused without endpoints and on undefine
   const spread = svc({ namespace: 'ns1', name: 'spread', clusterIP: '172.30.0.51', endpoints: [ep('10.180.0.1', 8080), ep('10.180.0.2', 8080)] });
   const sticky = svc({ namespace: 'ns1', name: 'sticky', clusterIP: '172.30.0.52', affinitySeconds: 300, endpoints: [ep('10.180.0.1', 8081), ep('10.180.0.2', 8081)] });
   const empty = svc({ namespace: 'ns1', name: 'empty', clusterIP: '172.30.0.53' });
-  const b = new NftablesBackend({ ...V4, exec: nsExec(ns), deferStaleChains: false });
+  const b = new NftablesBackend({ ...V4, exec: nsExec(ns), deferStaleChains: false, ...(shardEndpoints !== undefined ? { shardEndpoints } : {}) });
   await b.sync({ ports: [spread, sticky, empty], changed: NONE, full: true });
+  if (shardEndpoints !== undefined) {
+    t.equal(b.state?.shards, 4);
+    t.not(b.state?.services.get('ns1/spread')?.table, 'clusterdns');
+  }
   const spec = {
     backends: [
       { ip: '10.180.0.1', port: 8080, name: 'a' },
@@ -379,3 +453,4 @@ t.test('connections: spread, affinity, refused without endpoints and on undefine
   t.same(replies('undefinedPort'), ['ECONNREFUSED'], 'undefined port of a ClusterIP: rejected by cluster-ips-check');
   await b.cleanup();
 });
+}
