@@ -10,6 +10,9 @@
  *   proxy the service proxy benchmark (issue 11), with --only proxy: bench/proxy.ts as a child
  *         process the same way (network namespaces, root; HAProxy, nginx, wrk), bounded by
  *         --proxy-timeout; its results are saved as bench/results/<date>-proxy.json
+ *   sync  rule sync at scale (issue 11), with --only sync: bench/proxy-sync.ts as a child process
+ *         the same way (a network namespace, root; iptables and nft), bounded by --sync-timeout;
+ *         its results are saved as bench/results/<date>-proxy-sync.json
  *
  * Prints tables, writes bench/results/<date>-<host>.json and prints a Markdown snippet for
  * the README. Loopback only; every child process is stopped at the end, on failure and
@@ -28,13 +31,13 @@ import { installCleanup, interrupted, start, stopAll } from './lib/proc.js';
 import { knotVersion } from './lib/servers.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const STEPS = ['dns', 'kube', 'proxy'] as const;
+const STEPS = ['dns', 'kube', 'proxy', 'sync'] as const;
 type Step = (typeof STEPS)[number];
 
 const USAGE = `usage: npm run bench -- [flags]        (or: node --import tsx bench/run.ts [flags])
 
 steps (default: dns only, about 2½ minutes)
-  --only LIST            run only these steps (comma-separated: dns,kube,proxy)
+  --only LIST            run only these steps (comma-separated: dns,kube,proxy,sync)
   --skip LIST            leave these steps out
   --kube                 add the kube step (bench/kube.ts, about 2 more minutes): dns, then kube
   --kube-timeout S       stop the kube step after S seconds (default 300)
@@ -49,6 +52,11 @@ proxy step (--only proxy: bench/proxy.ts, as root; about 5 minutes; results in <
   --proxy-contenders L   direct,haproxy,userspace,iptables,nftables (default: all five; also haproxy-splice)
   --proxy-timeout S      stop the proxy step after S seconds (default 900)
   --proxy-arg=ARG        pass ARG to bench/proxy.ts (repeatable; \`node --import tsx bench/proxy.ts --help\`)
+
+sync step (--only sync: bench/proxy-sync.ts, as root; a few minutes; results in <date>-proxy-sync.json)
+  --sync-timeout S       stop the sync step after S seconds (default 1200)
+  --sync-arg=ARG         pass ARG to bench/proxy-sync.ts (repeatable; e.g. --sync-arg=--sync-services=20000;
+                         \`node --import tsx bench/proxy-sync.ts --help\`)
 
 cluster (dns step)
   --services N           ClusterIP services, each with named ports http/80 and metrics/9090 (default 2000)
@@ -113,8 +121,8 @@ function stepList(v: string | undefined, flag: string): Step[] {
   return out;
 }
 
-async function runChildStep(step: 'kube' | 'proxy', args: readonly string[], timeoutS: number, quick: boolean, scratch: string): Promise<ChildStep> {
-  const script = join(ROOT, 'bench', `${step}.ts`);
+async function runChildStep(step: 'kube' | 'proxy' | 'sync', args: readonly string[], timeoutS: number, quick: boolean, scratch: string): Promise<ChildStep> {
+  const script = join(ROOT, 'bench', step === 'sync' ? 'proxy-sync.ts' : `${step}.ts`);
   if (!existsSync(script)) return { status: 'not present' };
   const resultFile = join(scratch, `${step}-result.json`);
   const t0 = performance.now();
@@ -191,6 +199,8 @@ async function main(): Promise<number> {
       'proxy-contenders': { type: 'string' },
       'proxy-timeout': { type: 'string', default: '900' },
       'proxy-arg': { type: 'string', multiple: true },
+      'sync-timeout': { type: 'string', default: '1200' },
+      'sync-arg': { type: 'string', multiple: true },
       quick: { type: 'boolean', default: false },
       tune: { type: 'boolean', default: false },
       services: { type: 'string', default: '2000' },
@@ -289,6 +299,8 @@ async function main(): Promise<number> {
     `--timeout=${Math.max(10, proxyTimeout - 15)}`,
     ...(values['proxy-arg'] ?? []),
   ];
+  const syncTimeout = int(values['sync-timeout'], '--sync-timeout', 10, 24 * 3600);
+  const syncArgs = [`--timeout=${Math.max(10, syncTimeout - 15)}`, ...(values['sync-arg'] ?? [])];
 
   const scratch = mkdtempSync(join(tmpdir(), 'clusterdns-bench-'));
   const keep = values.keep!;
@@ -325,6 +337,7 @@ async function main(): Promise<number> {
   let dnsError: string | undefined;
   let kube: ChildStep | undefined;
   let proxy: ChildStep | undefined;
+  let sync: ChildStep | undefined;
   try {
     if (values.tune) {
       const grid: DnsperfSettings[] = [];
@@ -381,6 +394,20 @@ async function main(): Promise<number> {
         if (values.strict && r !== undefined && r.goalsMet === false) exit = exit || 3;
       }
     }
+    if (steps.includes('sync')) {
+      process.stdout.write(`\n== sync: bench/proxy-sync.ts (at most ${syncTimeout} s)\n`);
+      if (process.getuid?.() !== 0) {
+        process.stderr.write('sync step: needs root (a network namespace, iptables/nftables): skipped\n');
+        sync = { status: 'skipped' };
+        exit = exit || 1;
+      } else {
+        sync = await runChildStep('sync', syncArgs, syncTimeout, quick, scratch);
+        process.stdout.write(`(sync step: ${sync.status}${sync.seconds !== undefined ? `, ${sync.seconds} s` : ''})\n`);
+        if (sync.status === 'failed' || sync.status === 'timed out') exit = exit || 1;
+        const r = sync.result as { goalsMet?: unknown } | undefined;
+        if (values.strict && r !== undefined && r.goalsMet === false) exit = exit || 3;
+      }
+    }
   } finally {
     await stopAll();
   }
@@ -397,6 +424,11 @@ async function main(): Promise<number> {
     const r = proxy.result as { markdown?: unknown };
     if (typeof r.markdown === 'string') markdown.push((proxyMarkdown = r.markdown));
   }
+  let syncMarkdown: string | undefined;
+  if (sync !== undefined && sync.result !== undefined) {
+    const r = sync.result as { markdown?: unknown };
+    if (typeof r.markdown === 'string') markdown.push((syncMarkdown = r.markdown));
+  }
   const record = {
     date: started.toISOString(),
     argv: process.argv.slice(2),
@@ -404,7 +436,7 @@ async function main(): Promise<number> {
     steps,
     dns: dns ?? (dnsError !== undefined ? { error: dnsError } : undefined),
     kube,
-    markdown: markdown.filter((m) => m !== proxyMarkdown).join('\n\n'),
+    markdown: markdown.filter((m) => m !== proxyMarkdown && m !== syncMarkdown).join('\n\n'),
   };
   if (!values['no-save'] && (dns !== undefined || kube !== undefined || dnsError !== undefined)) {
     mkdirSync(values.out!, { recursive: true });
@@ -418,6 +450,14 @@ async function main(): Promise<number> {
     const file = resultPath(values.out!, date, 'proxy');
     const proxyRecord = { date: started.toISOString(), argv: process.argv.slice(2), machine, steps: ['proxy'], proxy, markdown: proxyMarkdown ?? '' };
     writeFileSync(file, `${JSON.stringify(proxyRecord, null, 2)}\n`);
+    process.stdout.write(`\nresults: ${relative(process.cwd(), file) || file}\n`);
+  }
+  // So does the sync step.
+  if (!values['no-save'] && sync !== undefined && sync.status !== 'skipped' && sync.status !== 'not present') {
+    mkdirSync(values.out!, { recursive: true });
+    const file = resultPath(values.out!, date, 'proxy-sync');
+    const syncRecord = { date: started.toISOString(), argv: process.argv.slice(2), machine, steps: ['sync'], sync, markdown: syncMarkdown ?? '' };
+    writeFileSync(file, `${JSON.stringify(syncRecord, null, 2)}\n`);
     process.stdout.write(`\nresults: ${relative(process.cwd(), file) || file}\n`);
   }
   process.stdout.write(
