@@ -5,38 +5,15 @@
  * sync, a failed restore that leaves the kernel untouched and forces a full sync, and
  * cleanup() that leaves no KUBE- chain behind (kube-proxy.md §2.1, §2.10).
  */
-import { spawnSync } from 'node:child_process';
 import t, { type Test } from 'tap';
-import { requireTool } from '../helpers/cli.js';
 import { IptablesBackend, chainsInSave } from '../../src/proxy/iptables-backend.js';
 import { exec, type Exec } from '../../src/proxy/exec.js';
 import { JUMP_RULES, isServiceChainName } from '../../src/proxy/iptables.js';
 import { sepChain, svcChain } from '../../src/proxy/names.js';
-import type { ProxyEndpoint, ProxyPort, RulesOptions } from '../../src/proxy/types.js';
+import type { ProxyPort, RulesOptions } from '../../src/proxy/types.js';
+import { ep, inNs, scratchNetns, svc } from './_fixtures.js';
 
-function ep(ip: string, port: number): ProxyEndpoint {
-  const key = ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
-  return { ip, port, key, ready: true, serving: true, terminating: false, local: false };
-}
 
-function svc(o: Partial<ProxyPort> & Pick<ProxyPort, 'namespace' | 'name' | 'clusterIP'>): ProxyPort {
-  const portName = o.portName ?? 'p80';
-  return {
-    service: `${o.namespace}/${o.name}`,
-    spn: `${o.namespace}/${o.name}${portName === '' ? '' : `:${portName}`}`,
-    portName,
-    protocol: 'TCP',
-    family: 4,
-    port: 80,
-    nodePort: 0,
-    externalIPs: [],
-    affinitySeconds: 0,
-    internalLocal: false,
-    externalLocal: false,
-    endpoints: [],
-    ...o,
-  };
-}
 
 const V4: RulesOptions = { family: 4, clusterCIDRs: ['10.0.0.0/8'], masqueradeAll: false, nodePortAddresses: [], serviceCIDRs: [] };
 const V6: RulesOptions = { family: 6, clusterCIDRs: ['fd00:180::/64'], masqueradeAll: false, nodePortAddresses: [], serviceCIDRs: [] };
@@ -52,31 +29,8 @@ interface Call {
   readonly input: string | undefined;
 }
 
-/** Namespace or undefined (skipped without root, failed under CI=true, as e2e.test.ts). */
-function netns(t: Test): string | undefined {
-  if (process.getuid?.() !== 0) {
-    if (process.env.CI === 'true') t.fail('network namespaces need root');
-    else t.skip('network namespaces need root', () => {});
-    return undefined;
-  }
-  if (!requireTool(t, 'iptables-restore', 'iptables')) return undefined;
-  const name = `cdns-ipta-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-  const r = spawnSync('ip', ['netns', 'add', name], { encoding: 'utf8' });
-  if (r.status !== 0) {
-    t.fail(`ip netns add failed: ${r.stderr}`);
-    return undefined;
-  }
-  t.teardown(() => {
-    spawnSync('ip', ['netns', 'del', name]);
-  });
-  return name;
-}
+const netns = (t: Test): string | undefined => scratchNetns(t, 'cdns-ipta', 'iptables-restore', 'iptables');
 
-function inNs(ns: string, cmd: string, args: string[], input?: string): string {
-  const r = spawnSync('ip', ['netns', 'exec', ns, cmd, ...args], { input, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
 
 /** How many times each kube-proxy jump rule is in the kernel, keyed "table from→to". */
 function jumpCounts(save: string): Record<string, number> {

@@ -6,36 +6,12 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import t, { type Test } from 'tap';
-import { requireTool } from '../helpers/cli.js';
 import { LARGE_CLUSTER_ENDPOINTS, renderIptables } from '../../src/proxy/iptables.js';
 import { probability, sepChain, svcChain } from '../../src/proxy/names.js';
-import type { ProxyEndpoint, ProxyPort, RulesOptions } from '../../src/proxy/types.js';
+import type { ProxyPort, RulesOptions } from '../../src/proxy/types.js';
+import { ep, scratchNetns, svc } from './_fixtures.js';
 
-function ep(ip: string, port: number, more: Partial<ProxyEndpoint> = {}): ProxyEndpoint {
-  const key = ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
-  return { ip, port, key, ready: true, serving: true, terminating: false, local: false, ...more };
-}
 
-type PortSpec = Partial<ProxyPort> & Pick<ProxyPort, 'namespace' | 'name' | 'clusterIP'>;
-
-function svc(o: PortSpec): ProxyPort {
-  const portName = o.portName ?? 'p80';
-  return {
-    service: `${o.namespace}/${o.name}`,
-    spn: `${o.namespace}/${o.name}${portName === '' ? '' : `:${portName}`}`,
-    portName,
-    protocol: 'TCP',
-    family: 4,
-    port: 80,
-    nodePort: 0,
-    externalIPs: [],
-    affinitySeconds: 0,
-    internalLocal: false,
-    externalLocal: false,
-    endpoints: [],
-    ...o,
-  };
-}
 
 const V4: RulesOptions = { family: 4, clusterCIDRs: ['10.0.0.0/8'], masqueradeAll: false, nodePortAddresses: [], serviceCIDRs: ['172.30.0.0/16'] };
 const V6: RulesOptions = { family: 6, clusterCIDRs: ['fd00:180::/64'], masqueradeAll: false, nodePortAddresses: [], serviceCIDRs: ['fd00:30::/112'] };
@@ -432,28 +408,7 @@ t.test('partial sync: only changed services rewritten, stale chains deleted', as
   t.notMatch(foreign.text, /^-X /m);
 });
 
-/**
- * A fresh network namespace, deleted at teardown. Without root: skipped, or failed
- * under CI=true (as e2e.test.ts); `ip netns add` failing as root is a failure.
- */
-function netns(t: Test): string | undefined {
-  if (process.getuid?.() !== 0) {
-    if (process.env.CI === 'true') t.fail('network namespaces need root');
-    else t.skip('network namespaces need root', () => {});
-    return undefined;
-  }
-  if (!requireTool(t, 'iptables-restore', 'iptables')) return undefined;
-  const name = `cdns-iptr-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-  const r = spawnSync('ip', ['netns', 'add', name], { encoding: 'utf8' });
-  if (r.status !== 0) {
-    t.fail(`ip netns add failed: ${r.stderr}`);
-    return undefined;
-  }
-  t.teardown(() => {
-    spawnSync('ip', ['netns', 'del', name]);
-  });
-  return name;
-}
+const netns = (t: Test): string | undefined => scratchNetns(t, 'cdns-iptr', 'iptables-restore', 'iptables');
 
 function restoreTest(ns: string, tool: string, text: string): { code: number; stderr: string } {
   const r = spawnSync('ip', ['netns', 'exec', ns, tool, '--test', '--noflush'], { input: text, encoding: 'utf8' });

@@ -9,36 +9,13 @@
  * connections through the rules (one table and shards), and cleanup() leaving no table
  * (kube-proxy.md §3).
  */
-import { spawnSync } from 'node:child_process';
 import t, { type Test } from 'tap';
-import { requireTool } from '../helpers/cli.js';
 import { exec, type Exec } from '../../src/proxy/exec.js';
 import { NftablesBackend, kernelBefore62 } from '../../src/proxy/nftables-backend.js';
-import type { ProxyEndpoint, ProxyPort, RulesOptions } from '../../src/proxy/types.js';
+import type { ProxyPort, RulesOptions } from '../../src/proxy/types.js';
+import { ep, inNs, scratchNetns, svc } from './_fixtures.js';
 
-function ep(ip: string, port: number, more: Partial<ProxyEndpoint> = {}): ProxyEndpoint {
-  const key = ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
-  return { ip, port, key, ready: true, serving: true, terminating: false, local: false, ...more };
-}
 
-function svc(o: Partial<ProxyPort> & Pick<ProxyPort, 'namespace' | 'name' | 'clusterIP'>): ProxyPort {
-  const portName = o.portName ?? 'p80';
-  return {
-    service: `${o.namespace}/${o.name}`,
-    spn: `${o.namespace}/${o.name}${portName === '' ? '' : `:${portName}`}`,
-    portName,
-    protocol: 'TCP',
-    family: 4,
-    port: 80,
-    nodePort: 0,
-    externalIPs: [],
-    affinitySeconds: 0,
-    internalLocal: false,
-    externalLocal: false,
-    endpoints: [],
-    ...o,
-  };
-}
 
 const V4: RulesOptions = { family: 4, clusterCIDRs: ['10.0.0.0/8'], masqueradeAll: false, nodePortAddresses: [], serviceCIDRs: ['172.30.0.0/16'] };
 const V6: RulesOptions = { family: 6, clusterCIDRs: ['fd00:10::/64'], masqueradeAll: false, nodePortAddresses: [], serviceCIDRs: ['fd00:172:30::/112'] };
@@ -54,31 +31,8 @@ const EP1 = 'endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80';
 const EP2 = 'endpoint-2ZNDXFAB-ns1/svc1/tcp/p80__10.180.0.2/80';
 const AFF2 = 'affinity-2ZNDXFAB-ns1/svc1/tcp/p80__10.180.0.2/80';
 
-/** Namespace or undefined (skipped without root, failed under CI=true, as e2e.test.ts). */
-function netns(t: Test): string | undefined {
-  if (process.getuid?.() !== 0) {
-    if (process.env.CI === 'true') t.fail('network namespaces need root');
-    else t.skip('network namespaces need root', () => {});
-    return undefined;
-  }
-  if (!requireTool(t, 'nft', 'nftables')) return undefined;
-  const name = `cdns-nfta-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-  const r = spawnSync('ip', ['netns', 'add', name], { encoding: 'utf8' });
-  if (r.status !== 0) {
-    t.fail(`ip netns add failed: ${r.stderr}`);
-    return undefined;
-  }
-  t.teardown(() => {
-    spawnSync('ip', ['netns', 'del', name]);
-  });
-  return name;
-}
+const netns = (t: Test): string | undefined => scratchNetns(t, 'cdns-nfta', 'nft', 'nftables');
 
-function inNs(ns: string, cmd: string, args: string[], input?: string): string {
-  const r = spawnSync('ip', ['netns', 'exec', ns, cmd, ...args], { input, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
 
 interface Call {
   readonly args: readonly string[];

@@ -10,7 +10,6 @@
  */
 import { spawnSync } from 'node:child_process';
 import t, { type Test } from 'tap';
-import { requireTool } from '../helpers/cli.js';
 import { nftEndpointBase, nftServiceBase } from '../../src/proxy/names.js';
 import {
   NFT_TABLE,
@@ -27,30 +26,9 @@ import {
   type NftRender,
 } from '../../src/proxy/nftables.js';
 import type { ProxyEndpoint, ProxyPort, RulesOptions } from '../../src/proxy/types.js';
+import { ep, scratchNetns, svc } from './_fixtures.js';
 
-function ep(ip: string, port: number, more: Partial<ProxyEndpoint> = {}): ProxyEndpoint {
-  const key = ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
-  return { ip, port, key, ready: true, serving: true, terminating: false, local: false, ...more };
-}
 
-function svc(o: Partial<ProxyPort> & Pick<ProxyPort, 'namespace' | 'name' | 'clusterIP'>): ProxyPort {
-  const portName = o.portName ?? 'p80';
-  return {
-    service: `${o.namespace}/${o.name}`,
-    spn: `${o.namespace}/${o.name}${portName === '' ? '' : `:${portName}`}`,
-    portName,
-    protocol: 'TCP',
-    family: 4,
-    port: 80,
-    nodePort: 0,
-    externalIPs: [],
-    affinitySeconds: 0,
-    internalLocal: false,
-    externalLocal: false,
-    endpoints: [],
-    ...o,
-  };
-}
 
 const V4: RulesOptions = { family: 4, clusterCIDRs: ['10.0.0.0/8'], masqueradeAll: false, nodePortAddresses: [], serviceCIDRs: ['172.30.0.0/16'] };
 const V6: RulesOptions = { family: 6, clusterCIDRs: ['fd00:10::/64'], masqueradeAll: false, nodePortAddresses: [], serviceCIDRs: ['fd00:172:30::/112'] };
@@ -936,24 +914,7 @@ t.test('shard tables above SHARD_ENDPOINTS: Services spread over clusterdns-<n>'
 
 // ---- the kernel's opinion ----------------------------------------------------------------
 
-function netns(t: Test): string | undefined {
-  if (process.getuid?.() !== 0) {
-    if (process.env.CI === 'true') t.fail('network namespaces need root');
-    else t.skip('network namespaces need root', () => {});
-    return undefined;
-  }
-  if (!requireTool(t, 'nft', 'nftables')) return undefined;
-  const name = `cdns-nftr-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-  const r = spawnSync('ip', ['netns', 'add', name], { encoding: 'utf8' });
-  if (r.status !== 0) {
-    t.fail(`ip netns add failed: ${r.stderr}`);
-    return undefined;
-  }
-  t.teardown(() => {
-    spawnSync('ip', ['netns', 'del', name]);
-  });
-  return name;
-}
+const netns = (t: Test): string | undefined => scratchNetns(t, 'cdns-nftr', 'nft', 'nftables');
 
 function nft(ns: string, args: string[], input?: string): { code: number; err: string; out: string } {
   const r = spawnSync('ip', ['netns', 'exec', ns, 'nft', ...args], { input, encoding: 'utf8' });
