@@ -50,6 +50,7 @@ import { parseArgs } from 'node:util';
 import { fmtInt, machineFacts, mdTable, median, round2, table, type MachineFacts } from './lib/machine.js';
 import { CLIENT_IP, createTopology, NODE_BACKEND_IP, NODE_VIP, sweepStale, type Topology } from './lib/netns.js';
 import { CLK_TCK, cpuTicks, groupPids, installCleanup, run, sleep, start, stopAll, type Child } from './lib/proc.js';
+import { tailBuffer } from './lib/servers.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const CLUSTER_IP = '10.96.100.10';
@@ -299,18 +300,38 @@ interface Running {
   tail(): string;
 }
 
-function tailOf(child: Child, max = 40): () => string {
-  const lines: string[] = [];
-  const push = (d: string): void => {
-    for (const l of d.split('\n')) {
-      if (l === '') continue;
-      lines.push(l);
-      if (lines.length > max) lines.shift();
-    }
-  };
-  child.proc.stdout?.setEncoding('utf8').on('data', push);
-  child.proc.stderr?.setEncoding('utf8').on('data', push);
-  return () => lines.join('\n');
+/** A selectorless Service `name` in namespace bench on port 80, and its EndpointSlice of `ips`. */
+function serviceManifest(name: string, clusterIP: string, ips: readonly string[]): string[] {
+  return [
+    'apiVersion: v1',
+    'kind: Service',
+    'metadata:',
+    `  name: ${name}`,
+    '  namespace: bench',
+    'spec:',
+    '  type: ClusterIP',
+    `  clusterIP: ${clusterIP}`,
+    `  clusterIPs: [${clusterIP}]`,
+    '  ipFamilies: [IPv4]',
+    '  ports:',
+    '    - name: http',
+    '      port: 80',
+    '      targetPort: 80',
+    '      protocol: TCP',
+    '---',
+    'apiVersion: discovery.k8s.io/v1',
+    'kind: EndpointSlice',
+    'metadata:',
+    `  name: ${name}-bench`,
+    '  namespace: bench',
+    '  labels:',
+    `    kubernetes.io/service-name: ${name}`,
+    'addressType: IPv4',
+    'endpoints:',
+    ...ips.flatMap((ip) => [`  - addresses: [${ip}]`, '    conditions: { ready: true, serving: true, terminating: false }']),
+    'ports:',
+    '  - { name: http, port: 80, protocol: TCP }',
+  ];
 }
 
 /** The gist of a process's output on one line (for one-line failure summaries). */
@@ -389,7 +410,7 @@ class ProxyBench {
       );
       const [cmd, argv] = this.#topo.exec(b.ns, 'nginx', ['-e', join(d, 'error.log'), '-c', join(d, 'nginx.conf')]);
       const child = start(`nginx ${b.name}`, cmd, argv);
-      const tail = tailOf(child);
+      const tail = tailBuffer(child);
       // Ready when it answers from the node.
       const deadline = Date.now() + 10_000;
       for (;;) {
@@ -459,7 +480,7 @@ class ProxyBench {
       pids: () => groupPids(child.pid),
       exited: () => child.exitedAlready(),
       stop: () => child.stop('SIGTERM', 3000),
-      tail: tailOf(child),
+      tail: tailBuffer(child),
     };
   }
 
@@ -480,64 +501,9 @@ class ProxyBench {
           'metadata:',
           '  name: bench',
           '---',
-          'apiVersion: v1',
-          'kind: Service',
-          'metadata:',
-          '  name: echo',
-          '  namespace: bench',
-          'spec:',
-          '  type: ClusterIP',
-          `  clusterIP: ${CLUSTER_IP}`,
-          `  clusterIPs: [${CLUSTER_IP}]`,
-          '  ipFamilies: [IPv4]',
-          '  ports:',
-          '    - name: http',
-          '      port: 80',
-          '      targetPort: 80',
-          '      protocol: TCP',
+          ...serviceManifest('echo', CLUSTER_IP, this.#topo.backends.map((b) => b.ip)),
           '---',
-          'apiVersion: discovery.k8s.io/v1',
-          'kind: EndpointSlice',
-          'metadata:',
-          '  name: echo-bench',
-          '  namespace: bench',
-          '  labels:',
-          '    kubernetes.io/service-name: echo',
-          'addressType: IPv4',
-          'endpoints:',
-          ...this.#topo.backends.flatMap((b) => [`  - addresses: [${b.ip}]`, '    conditions: { ready: true, serving: true, terminating: false }']),
-          'ports:',
-          '  - { name: http, port: 80, protocol: TCP }',
-          '---',
-          'apiVersion: v1',
-          'kind: Service',
-          'metadata:',
-          '  name: echo-one',
-          '  namespace: bench',
-          'spec:',
-          '  type: ClusterIP',
-          `  clusterIP: ${CLUSTER_IP_ONE}`,
-          `  clusterIPs: [${CLUSTER_IP_ONE}]`,
-          '  ipFamilies: [IPv4]',
-          '  ports:',
-          '    - name: http',
-          '      port: 80',
-          '      targetPort: 80',
-          '      protocol: TCP',
-          '---',
-          'apiVersion: discovery.k8s.io/v1',
-          'kind: EndpointSlice',
-          'metadata:',
-          '  name: echo-one-bench',
-          '  namespace: bench',
-          '  labels:',
-          '    kubernetes.io/service-name: echo-one',
-          'addressType: IPv4',
-          'endpoints:',
-          `  - addresses: [${this.#topo.backends[0]!.ip}]`,
-          '    conditions: { ready: true, serving: true, terminating: false }',
-          'ports:',
-          '  - { name: http, port: 80, protocol: TCP }',
+          ...serviceManifest('echo-one', CLUSTER_IP_ONE, [this.#topo.backends[0]!.ip]),
           '',
         ].join('\n'),
       );
@@ -564,7 +530,7 @@ class ProxyBench {
       exited: () => child.exitedAlready(),
       // SIGTERM: the proxy removes what it installed (the namespace goes at the end anyway).
       stop: () => child.stop('SIGTERM', 5000),
-      tail: tailOf(child),
+      tail: tailBuffer(child),
     };
   }
 

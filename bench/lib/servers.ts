@@ -19,7 +19,8 @@ export interface ServerHandle {
   tail(): string;
 }
 
-function tailBuffer(child: Child, max = 40): () => string {
+/** The last `max` output lines of a child, for error messages. */
+export function tailBuffer(child: Child, max = 40): () => string {
   const lines: string[] = [];
   const push = (d: string): void => {
     for (const l of d.split('\n')) {
