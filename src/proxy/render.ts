@@ -7,21 +7,8 @@ import type { StoreProvider } from '../cluster/provider.js';
 import { renderIptables } from './iptables.js';
 import { renderNftables } from './nftables.js';
 import { resolveNodeName, rulesOptions } from './service.js';
-import { portKey, type Family, type ProxyPort, type ProxySettings } from './types.js';
-import { ProxyView } from './view.js';
-
-export function viewPorts(provider: StoreProvider, nodeName: string, family: Family): ProxyPort[] {
-  const seen = new Set<string>();
-  const out: ProxyPort[] = [];
-  for (const zone of provider.zones()) {
-    for (const p of new ProxyView(provider.storeFor(zone), nodeName).ports(family)) {
-      if (seen.has(portKey(p))) continue;
-      seen.add(portKey(p));
-      out.push(p);
-    }
-  }
-  return out;
-}
+import type { ProxySettings } from './types.js';
+import { mergedPorts, ProxyView } from './view.js';
 
 export function renderRules(
   mode: 'iptables' | 'nftables',
@@ -30,9 +17,11 @@ export function renderRules(
   opts: { readonly nodeName?: string | undefined; readonly serviceCIDRsKnown: boolean },
 ): string {
   const nodeName = resolveNodeName(opts.nodeName, config);
+  // One view per zone, read for both families.
+  const views = provider.zones().map((zone) => new ProxyView(provider.storeFor(zone), nodeName));
   const parts: string[] = [];
   for (const family of [4, 6] as const) {
-    const ports = viewPorts(provider, nodeName, family);
+    const ports = mergedPorts(views, family);
     const ro = rulesOptions(config, family, opts.serviceCIDRsKnown);
     if (mode === 'iptables') {
       const text = renderIptables(ports, ro, { full: true, changed: new Set(), previousChains: new Set() }).text;

@@ -15,9 +15,9 @@ import { IptablesBackend } from './iptables-backend.js';
 import type { ProxyMetrics } from './metrics.js';
 import { NftablesBackend } from './nftables-backend.js';
 import { RulesProxier } from './rules-proxier.js';
-import { portKey, type Family, type ProxyPort, type ProxySettings, type RulesOptions } from './types.js';
+import type { Family, ProxyPort, ProxySettings, RulesOptions } from './types.js';
 import { UserspaceProxier } from './userspace/proxier.js';
-import { ProxyView } from './view.js';
+import { mergedPorts, ProxyView } from './view.js';
 
 export const PROXY_MODES = ['userspace', 'iptables', 'nftables'] as const;
 export type ProxyMode = (typeof PROXY_MODES)[number];
@@ -59,22 +59,6 @@ export function rulesOptions(config: ProxySettings, family: Family, serviceCIDRs
 export function rulesBackend(mode: 'iptables' | 'nftables', opts: RulesOptions, exec?: Exec): RulesBackend {
   const o = exec === undefined ? opts : { ...opts, exec };
   return mode === 'iptables' ? new IptablesBackend(o) : new NftablesBackend(o);
-}
-
-/** Every port of every view; a port two zones both define is taken from the first. */
-function mergedPorts(views: readonly ProxyView[], family?: Family): ProxyPort[] {
-  if (views.length === 1) return views[0]!.ports(family);
-  const seen = new Set<string>();
-  const out: ProxyPort[] = [];
-  for (const v of views) {
-    for (const p of v.ports(family)) {
-      const k = portKey(p);
-      if (seen.has(k)) continue;
-      seen.add(k);
-      out.push(p);
-    }
-  }
-  return out;
 }
 
 export class ProxyService {

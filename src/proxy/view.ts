@@ -9,7 +9,7 @@ import type { EndpointSlice, Service } from '../cluster/model.js';
 import { eachAddress } from '../cluster/packed.js';
 import type { ClusterStore } from '../cluster/store.js';
 import { ipFamily, joinHostPort } from '../net/ip.js';
-import type { Family, ProxyEndpoint, ProxyPort } from './types.js';
+import { portKey, type Family, type ProxyEndpoint, type ProxyPort } from './types.js';
 
 /** Services with this label belong to another proxy (kube-proxy's informer selector). */
 export const SERVICE_PROXY_NAME_LABEL = 'service.kubernetes.io/service-proxy-name';
@@ -144,4 +144,20 @@ export class ProxyView {
 function samePorts(a: readonly ProxyPort[] | undefined, b: readonly ProxyPort[] | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
   return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** Every port of these views (one family or both); a port two zones both define is taken from the first. */
+export function mergedPorts(views: readonly ProxyView[], family?: Family): ProxyPort[] {
+  if (views.length === 1) return views[0]!.ports(family);
+  const seen = new Set<string>();
+  const out: ProxyPort[] = [];
+  for (const v of views) {
+    for (const p of v.ports(family)) {
+      const k = portKey(p);
+      if (seen.has(k)) continue;
+      seen.add(k);
+      out.push(p);
+    }
+  }
+  return out;
 }

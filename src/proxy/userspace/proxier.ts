@@ -36,6 +36,7 @@
  * - The NodePort is not reserved with a listening socket (`claimNodePort`); the
  *   apiserver's allocator keeps NodePorts unique.
  */
+import { conntrackArgs } from '../conntrack.js';
 import { categorize } from '../categorize.js';
 import { exec as defaultExec, firstLine, type Exec } from '../exec.js';
 import type { Family, Protocol, ProxyPort } from '../types.js';
@@ -401,9 +402,8 @@ export class UserspaceProxier {
     const byArgs = new Map<string, { spn: string; args: string[] }>();
     const add = (spn: string, args: string[]): void => void byArgs.set(args.join(' '), { spn, args });
     for (const p of ports) {
-      const fam = p.family === 6 ? 'ipv6' : 'ipv4';
-      for (const ip of [p.clusterIP, ...p.externalIPs]) add(p.spn, ['-D', '-f', fam, '-p', 'udp', '--orig-dst', ip, '--orig-port-dst', String(p.port)]);
-      if (p.nodePort !== 0) add(p.spn, ['-D', '-f', fam, '-p', 'udp', '--orig-port-dst', String(p.nodePort)]);
+      for (const ip of [p.clusterIP, ...p.externalIPs]) add(p.spn, conntrackArgs({ family: p.family, origDst: ip, origPortDst: p.port }));
+      if (p.nodePort !== 0) add(p.spn, conntrackArgs({ family: p.family, origPortDst: p.nodePort }));
     }
     const runs = [...byArgs.values()];
     // One filter per conntrack run; a few at a time so a first sync with many UDP ports stays short.

@@ -16,7 +16,8 @@
  *
  * Different on purpose:
  * - Dials run concurrently, one async flow per connection: kube-proxy dials inside the
- *   accept loop, so one slow endpoint stalls every new client of the service (its TODO).
+ *   accept loop, so one slow endpoint stalls every new client of the service (a known
+ *   shortcoming its own comment names).
  * - The client is *reset* (RST) when there is nothing to dial or every dial failed, so
  *   it fails at once with ECONNRESET instead of reading an EOF it may take for a reply.
  * - Memory is bounded per connection: the client is not read while dialing
