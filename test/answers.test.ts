@@ -4,29 +4,18 @@
  * text. Each case runs three ways: through the handler in-process, over UDP and over
  * TCP on real sockets; the replies are decoded by dns-packet (an independent decoder).
  */
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { DnsHandler } from '../src/server/handler.js';
-import { listen } from '../src/server/listen.js';
 import { Resolver } from '../src/zone/resolver.js';
 import { ClusterZone } from '../src/zone/zone.js';
 import type { ZoneOptions } from '../src/zone/build.js';
 import { reverseZonesOf } from '../src/config.js';
 import { fixtureStore } from './helpers/cluster.js';
-import { decode, makeQuery, tcpExchange, udpExchange } from './helpers/dns.js';
-
-interface Case {
-  q: string;
-  type: string;
-  rcode: string;
-  answer?: string[];
-  ns?: string[];
-  extra?: string[];
-}
+import { decode, makeQuery } from './helpers/dns.js';
+import { runTable, zoneExpectations, type Case } from './helpers/answer-table.js';
 
 const Z = 'cluster.local';
-const SOA = `${Z}. 5 IN SOA ns.dns.${Z}. hostmaster.${Z}. SERIAL 7200 1800 86400 5`;
-const NODATA = { rcode: 'NOERROR', answer: [], ns: [SOA] };
-const NX = { rcode: 'NXDOMAIN', answer: [], ns: [SOA] };
+const { SOA, NODATA, NX } = zoneExpectations(Z);
 
 const base: ZoneOptions = { ttl: 5, pods: 'insecure', ignoreEmptyService: false, endpointPodNames: false, noEndpoints: false, namespaces: undefined };
 
@@ -230,40 +219,7 @@ function setup(opts: ZoneOptions, reverse: string[] = []): DnsHandler {
   return handler;
 }
 
-function check(t: Test, c: Case, raw: Buffer, label: string): void {
-  const d = decode(raw);
-  const sort = (a: string[]) => [...a].sort();
-  t.equal(d.rcode, c.rcode, `${label} rcode`);
-  t.equal(d.id, 4242, `${label} id`);
-  t.same(sort(d.answer), sort(c.answer ?? []), `${label} answer`);
-  if (c.ns !== undefined) t.same(sort(d.ns.map((r) => r.replace(/ \d+ 7200 /, ' SERIAL 7200 '))), sort(c.ns), `${label} authority`);
-  if (c.extra !== undefined) t.same(sort(d.extra), sort(c.extra), `${label} additional`);
-  if (['NOERROR', 'NXDOMAIN'].includes(c.rcode)) t.ok(d.aa, `${label} AA set`);
-}
-
-t.test('answer table, in-process', async (t) => {
-  const h = setup(base);
-  for (const c of cases) {
-    // Twice: the second answer comes from the wire-answer cache.
-    for (const round of ['fresh', 'cached']) {
-      const out = h.handle(makeQuery(c.q, c.type, { edns: 1232 }), 'udp');
-      t.ok(Buffer.isBuffer(out), `${c.q} ${c.type} answered synchronously`);
-      check(t, c, out as Buffer, `${c.q} ${c.type} (${round})`);
-    }
-  }
-});
-
-t.test('answer table over real UDP and TCP sockets', async (t) => {
-  const h = setup(base);
-  const l = await listen(h, { host: '127.0.0.1', port: 0 });
-  t.teardown(() => l.close());
-  for (const c of cases) {
-    const q = makeQuery(c.q, c.type);
-    check(t, c, await udpExchange(l.udpPort, q), `udp ${c.q} ${c.type}`);
-    const [r] = await tcpExchange(l.tcpPort, [q]);
-    check(t, c, r!, `tcp ${c.q} ${c.type}`);
-  }
-});
+runTable(t, 'answer table', () => setup(base), cases);
 
 t.test('owner names keep the query letter case (RFC 4343)', async (t) => {
   const h = setup(base);
