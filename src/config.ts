@@ -60,6 +60,21 @@ export interface Config {
   readonly memory: MemoryProfile;
   /** The service proxy (`--proxy`, `clusterdns proxy`): kube-proxy's settings of the same names. */
   readonly proxy: ProxyConfig;
+  /**
+   * Seconds a Kubernetes watch may stay silent (no event, no bookmark) before it is
+   * abandoned and restarted. The apiserver sends a bookmark about once a minute.
+   */
+  readonly watchTimeout: number;
+  /** Zones served from MCS-API ServiceImports (CoreDNS `multicluster`), e.g. clusterset.local. */
+  readonly multicluster: readonly string[];
+  /** Topology names of headless services, `<zone>.pin|prefer._zone.<svc>...` (CoreDNS `zonal`). */
+  readonly zonal: boolean;
+  /** Clients (CIDRs) allowed to transfer the cluster zones with AXFR/IXFR (CoreDNS `transfer ... to`). */
+  readonly transfer: readonly string[];
+  /** Secondaries (`HOST[:PORT]`) sent a NOTIFY (RFC 1996) when a zone's serial moves. */
+  readonly transferNotify: readonly string[];
+  /** Answer a pod's search-list walk in one round trip (CoreDNS `autopath @kubernetes`); needs `pods: verified`. */
+  readonly autopath: boolean;
 }
 
 export type { ProxyConfig };
@@ -107,6 +122,15 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
     maxConnections: 10_000,
     nodeName: '',
   }),
+  // Two and a half bookmark intervals: one bookmark may be late or lost without a reconnect,
+  // while a dead connection is noticed within minutes (client-go's reflector has no such
+  // timer and relies on TCP keepalive; we cannot, through every proxy and NAT on the way).
+  watchTimeout: 150,
+  multicluster: [],
+  zonal: false,
+  transfer: [],
+  transferNotify: [],
+  autopath: false,
 });
 
 type Checker = (v: unknown, where: string) => unknown;
@@ -221,6 +245,31 @@ const KEYS: Record<string, Checker> = {
     return Object.freeze(out);
   },
   proxy: (v, where) => parseProxy(v, where),
+  watchTimeout: (v, where) => {
+    if (typeof v !== 'number' || !(v >= 10 && v <= 3600)) throw new ConfigError(`${where}: must be a number of seconds from 10 to 3600, got ${show(v)}`);
+    return v;
+  },
+  multicluster: (v, where) => {
+    const list = typeof v === 'string' ? [v] : v;
+    if (!Array.isArray(list) || list.some((x) => typeof x !== 'string' || !DOMAIN.test(x.toLowerCase().replace(/\.$/, '')))) {
+      throw new ConfigError(`${where}: must be a list of zone names like clusterset.local, got ${show(v)}`);
+    }
+    const zones = (list as string[]).map((x) => x.toLowerCase().replace(/\.$/, ''));
+    for (const z of zones) {
+      if (z.endsWith('.arpa') || z === 'arpa') throw new ConfigError(`${where}: "${z}" is a reverse zone; multicluster zones hold service names`);
+    }
+    return Object.freeze([...new Set(zones)]);
+  },
+  zonal: bool,
+  transfer: (v, where) => cidrList(v, where),
+  transferNotify: (v, where) => {
+    const list = typeof v === 'string' ? [v] : v;
+    if (!Array.isArray(list) || list.some((x) => typeof x !== 'string' || !hostPort(x))) {
+      throw new ConfigError(`${where}: must be a list of HOST[:PORT] (IPv6 as [ADDR]:PORT) of secondaries, got ${show(v)}`);
+    }
+    return Object.freeze([...(list as string[])]);
+  },
+  autopath: bool,
   reverseZones: (v, where) => {
     if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) {
       throw new ConfigError(`${where}: must be a list of CIDRs (10.96.0.0/12, fd00::/64) or reverse zone names, got ${show(v)}`);
@@ -248,6 +297,8 @@ export function parseDuration(v: unknown, where: string, minMs: number, maxMs: n
   }
   return Math.round(ms);
 }
+
+const DOMAIN = /^[a-z0-9_]([-a-z0-9_]*[a-z0-9_])?(\.[a-z0-9_]([-a-z0-9_]*[a-z0-9_])?)*$/;
 
 /** A CIDR (network address, no host bits) of either family. */
 function cidr(v: unknown, where: string): string {
@@ -366,6 +417,13 @@ export function parseConfig(raw: unknown, source = 'config'): Config {
       throw new ConfigError(`${source}: unknown key "${k}"; allowed keys: ${Object.keys(KEYS).join(', ')}`);
     }
     out[k] = check(v, `${source}: ${k}`);
+  }
+  // Options that only make sense together (CoreDNS rejects these at setup too).
+  if (out.zonal === true && out.noEndpoints === true) {
+    throw new ConfigError(`${source}: zonal: cannot be combined with noEndpoints (zonal names are built from endpoints, which noEndpoints does not keep)`);
+  }
+  if (out.autopath === true && out.pods !== 'verified') {
+    throw new ConfigError(`${source}: autopath: needs pods: verified (the client's namespace is found from its pod IP), got pods: ${String(out.pods)}`);
   }
   const src = out.reverseZones as readonly string[];
   out.reverseZonesSource = src;
