@@ -5,7 +5,8 @@
  * (README "Configuration"). An unknown key or a bad value is a ConfigError naming the
  * key, what was given and what is allowed; nothing is guessed.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { isIPv4, isIPv6 } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { hasHostBits, parseCIDR } from './net/ip.js';
@@ -429,6 +430,20 @@ export function parseConfig(raw: unknown, source = 'config'): Config {
   out.reverseZonesSource = src;
   out.reverseZones = Object.freeze(src.flatMap((c, i) => reverseZonesOf(c, `${source}: reverseZones[${i}]`)));
   return Object.freeze(out) as unknown as Config;
+}
+
+/** The file every command reads when no `--config` is given and it exists in the current folder. */
+export const DEFAULT_CONFIG_FILE = 'clusterdns.yaml';
+
+/**
+ * Which configuration file a command uses: `--config` when given, else `./clusterdns.yaml`
+ * when it exists (so `serve`, `ipam`, `proxy` and `rules` run in one folder agree), else
+ * none. `implicit` says the file was found rather than named (the commands say so).
+ */
+export function findConfigFile(given: string | undefined, cwd = process.cwd()): { readonly path: string | undefined; readonly implicit: boolean } {
+  if (given !== undefined) return { path: given, implicit: false };
+  const found = resolve(cwd, DEFAULT_CONFIG_FILE);
+  return existsSync(found) ? { path: found, implicit: true } : { path: undefined, implicit: false };
 }
 
 export function loadConfigFile(path: string): Config {

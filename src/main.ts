@@ -11,7 +11,7 @@ import { runWorker, startProxyNode, startServer, syncedSources, type HostPort, t
 import type { Logger } from 'pino';
 import type { ProxyMode } from './proxy/service.js';
 import { applyMemoryProfile } from './ops/memory.js';
-import { ConfigError, DEFAULT_CONFIG, loadConfigFile, type Config } from './config.js';
+import { ConfigError, DEFAULT_CONFIG, findConfigFile, loadConfigFile, type Config } from './config.js';
 import { createLogger, type LogLevel } from './log.js';
 import { ListenError } from './server/listen.js';
 import { runIpam } from './registry/cli.js';
@@ -21,7 +21,8 @@ const USAGE = `usage: clusterdns serve [--config FILE] [--zones DIR] [--dns HOST
                        [--kubeconfig FILE [--context NAME] | --in-cluster] [--domain NAME] [--state DIR]
                        [--proxy userspace|iptables|nftables [--node-name NAME]]
 
-  --config FILE        YAML configuration (see README "Configuration")
+  --config FILE        YAML configuration (see README "Configuration"); default
+                       ./clusterdns.yaml when it exists (every command reads the same)
   --zones DIR          embedded cluster: DIR/<cluster-domain>/ holds manifests (default ./zones)
   --dns HOST:PORT      DNS address, UDP and TCP; repeatable (default 127.0.0.1:1053)
   --http HOST:PORT     health and readiness endpoint (default 127.0.0.1:8080)
@@ -39,6 +40,10 @@ const USAGE = `usage: clusterdns serve [--config FILE] [--zones DIR] [--dns HOST
   --node-name NAME     this node, for internalTrafficPolicy: Local (default: config
                        proxy.nodeName, $NODE_NAME, the hostname)
   --log-level LEVEL    fatal, error, warn, info (default), debug, trace, silent
+
+       clusterdns --version | version
+
+  Print the clusterdns version and the Node.js version it runs on.
 
        clusterdns ipam [--zones DIR] [--state DIR] [--config FILE] [--json]
 
@@ -108,12 +113,22 @@ interface SourceValues {
 }
 
 /** The source flags `serve`, `proxy` and `rules` share, checked. */
-function sourceFlags(values: SourceValues): { config: Config; zonesDir: string; stateDir: string; kube: KubeOptions | undefined; level: LogLevel } {
+function sourceFlags(values: SourceValues): {
+  config: Config;
+  /** The configuration file read (`--config`, or ./clusterdns.yaml found); undefined: defaults. */
+  configPath: string | undefined;
+  configImplicit: boolean;
+  zonesDir: string;
+  stateDir: string;
+  kube: KubeOptions | undefined;
+  level: LogLevel;
+} {
   const level = (values['log-level'] ?? 'info') as LogLevel;
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) {
     throw new UsageError(`--log-level ${level}: must be one of fatal, error, warn, info, debug, trace, silent`);
   }
-  const config: Config = values.config !== undefined ? loadConfigFile(values.config) : DEFAULT_CONFIG;
+  const { path: configPath, implicit: configImplicit } = findConfigFile(values.config);
+  const config: Config = configPath !== undefined ? loadConfigFile(configPath) : DEFAULT_CONFIG;
   const inClusterEnv = process.env.KUBERNETES_SERVICE_HOST !== undefined && process.env.KUBERNETES_SERVICE_HOST !== '';
   const useKube = values.kubeconfig !== undefined || values['in-cluster'] === true || (values.zones === undefined && inClusterEnv);
   if (useKube && values.zones !== undefined) throw new UsageError('--zones and --kubeconfig/--in-cluster are two different sources; give one');
@@ -124,7 +139,25 @@ function sourceFlags(values: SourceValues): { config: Config; zonesDir: string; 
   const zonesDir = resolve(values.zones ?? './zones');
   const stateDir = resolve(values.state ?? join(dirname(zonesDir), '.clusterdns'));
   const kube = useKube ? { kubeconfig: values.kubeconfig, context: values.context, inCluster: values.kubeconfig === undefined, domain } : undefined;
-  return { config, zonesDir, stateDir, kube, level };
+  return { config, configPath, configImplicit, zonesDir, stateDir, kube, level };
+}
+
+/** The first log line of a command: which configuration it runs with, and why that one. */
+function logConfig(log: Logger, path: string | undefined, implicit: boolean): void {
+  if (path === undefined) log.info('configuration: defaults (no --config, no ./clusterdns.yaml)');
+  else log.info({ file: path }, implicit ? `configuration: ${path} (found in the current folder; --config names another)` : `configuration: ${path}`);
+}
+
+/** `clusterdns --version`: ours from package.json, and the runtime's. */
+function versionLine(): string {
+  let version = 'unknown';
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    if (typeof pkg.version === 'string') version = pkg.version;
+  } catch {
+    // A packaging without package.json still prints the runtime.
+  }
+  return `clusterdns ${version} (node ${process.version})`;
 }
 
 function proxyMode(v: string | undefined, flag: string, allowed: readonly string[]): ProxyMode {
@@ -168,8 +201,9 @@ async function proxyCommand(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  const { config, zonesDir, stateDir, kube, level } = sourceFlags(values);
+  const { config, configPath, configImplicit, zonesDir, stateDir, kube, level } = sourceFlags(values);
   const log = createLogger(level);
+  logConfig(log, configPath, configImplicit);
   if (values.cleanup) {
     const { cleanupAll } = await import('./proxy/service.js');
     const errors = await cleanupAll(config, log);
@@ -202,9 +236,10 @@ async function rulesCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const mode = proxyMode(values.mode, '--mode', ['iptables', 'nftables']) as 'iptables' | 'nftables';
-  const { config, zonesDir, stateDir, kube, level } = sourceFlags(values);
+  const { config, configPath, configImplicit, zonesDir, stateDir, kube, level } = sourceFlags(values);
   // Logs go to stderr here: stdout is the ruleset.
   const log = createLogger(level, 2);
+  logConfig(log, configPath, configImplicit);
   const sources = await syncedSources({ config, zonesDir, stateDir, kube }, log);
   try {
     const { renderRules } = await import('./proxy/render.js');
@@ -243,7 +278,7 @@ async function serve(argv: string[]): Promise<void> {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
-  const { config, zonesDir, stateDir, kube, level } = sourceFlags(values);
+  const { config, configPath: foundConfig, configImplicit, zonesDir, stateDir, kube, level } = sourceFlags(values);
   const proxy = values.proxy === undefined ? undefined : { mode: proxyMode(values.proxy, '--proxy', PROXY_MODE_NAMES), nodeName: values['node-name'] };
   if (proxy === undefined && values['node-name'] !== undefined) throw new UsageError('--node-name needs --proxy');
   // Before any cluster data is loaded (src/ops/memory.ts).
@@ -255,6 +290,7 @@ async function serve(argv: string[]): Promise<void> {
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new UsageError(`--workers ${values.workers}: must be a whole number from 1 to 64`);
   process.env.CLUSTERDNS_LOG_LEVEL = level;
   const log = createLogger(level);
+  logConfig(log, foundConfig, configImplicit);
   log.info({ memory: config.memory }, 'memory profile');
   const server = await startServer(
     { config, zonesDir, stateDir, kube, dns, http, upstreams, noUpstream: values['no-upstream']!, workers, proxy },
@@ -288,7 +324,7 @@ async function serve(argv: string[]): Promise<void> {
   // Reload: SIGHUP, or the config file changing (a ConfigMap update swaps a symlink,
   // which watchFile sees because it stats the path). A bad new file is rejected and
   // the running configuration stays.
-  const configPath = values.config;
+  const configPath = foundConfig;
   let lastText = '';
   const reload = (why: string): void => {
     if (configPath === undefined) {
@@ -340,6 +376,11 @@ export async function main(argv: string[]): Promise<number> {
         return await proxyCommand(rest);
       case 'rules':
         return await rulesCommand(rest);
+      case 'version':
+      case '--version':
+      case '-V':
+        process.stdout.write(`${versionLine()}\n`);
+        return 0;
       case undefined:
       case 'help':
       case '--help':
@@ -347,7 +388,7 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(`${USAGE}\n`);
         return cmd === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command "${cmd}"; commands: serve, proxy, rules, ipam`);
+        throw new UsageError(`unknown command "${cmd}"; commands: serve, proxy, rules, ipam, version`);
     }
   } catch (err) {
     const code = (err as { code?: unknown }).code;

@@ -18,7 +18,7 @@
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { FileSource, type Diagnostic } from '../cluster/files.js';
-import { loadConfigFile } from '../config.js';
+import { findConfigFile, loadConfigFile } from '../config.js';
 import { type Anomaly, formatAnomaly } from './anomalies.js';
 import { Registry } from './registry.js';
 import type { RepairOutcome } from './repair.js';
@@ -33,6 +33,7 @@ export const IPAM_USAGE = `usage: clusterdns ipam [--zones DIR] [--state DIR] [-
   --zones DIR    embedded cluster (default ./zones)
   --state DIR    registry state (default: .clusterdns/ next to the zones folder)
   --config FILE  YAML configuration (serviceCIDRs, nodePortRange): the one serve uses
+                 (default ./clusterdns.yaml when it exists)
   --json         one JSON document for machines`;
 
 /** One zone in the report. */
@@ -50,6 +51,8 @@ export interface IpamReport {
   readonly readOnly: true;
   readonly serviceCIDRs: readonly string[];
   readonly nodePortRange: string;
+  /** The configuration file read: `--config`, or ./clusterdns.yaml found in the current folder; absent: defaults. */
+  readonly configFile?: string;
   readonly zones: readonly IpamZoneReport[];
   /** Problems of the manifests themselves (YAML errors, invalid objects). */
   readonly diagnostics: readonly Diagnostic[];
@@ -69,6 +72,7 @@ export async function collectIpamReport(opts: IpamOptions): Promise<IpamReport> 
   const zonesDir = resolve(opts.zonesDir);
   const stateDir = resolve(opts.stateDir ?? join(dirname(zonesDir), '.clusterdns'));
   const config = opts.configFile === undefined ? undefined : loadConfigFile(opts.configFile);
+  const configFile = opts.configFile === undefined ? undefined : resolve(opts.configFile);
   const registry = new Registry({
     stateDir,
     readOnly: true,
@@ -96,6 +100,7 @@ export async function collectIpamReport(opts: IpamOptions): Promise<IpamReport> 
     readOnly: true,
     serviceCIDRs: registry.settings.serviceCIDRs,
     nodePortRange: registry.settings.nodePortRange,
+    ...(configFile === undefined ? {} : { configFile }),
     zones,
     diagnostics: files.diagnostics(),
     anomalyCount: zones.reduce((n, z) => n + z.anomalies.length, 0),
@@ -105,6 +110,7 @@ export async function collectIpamReport(opts: IpamOptions): Promise<IpamReport> 
 /** Text rendering of a report (what `clusterdns ipam` prints without `--json`). */
 export function formatIpamReport(r: IpamReport): string {
   const lines: string[] = [];
+  lines.push(`configuration: ${r.configFile ?? 'defaults (no --config, no ./clusterdns.yaml)'}`);
   lines.push(`clusterdns ipam: zones ${r.zonesDir}, state ${r.stateDir} (read-only)`);
   lines.push(`service CIDRs ${r.serviceCIDRs.join(', ')}; NodePort range ${r.nodePortRange}`);
   if (r.zones.length === 0) lines.push('no zones');
@@ -174,10 +180,12 @@ export async function runIpam(argv: readonly string[], out: NodeJS.WritableStrea
     out.write(`${IPAM_USAGE}\n`);
     return 0;
   }
+  // Without --config, ./clusterdns.yaml as `serve` reads it: the two agree on the CIDRs.
+  const { path: configFile } = findConfigFile(values.config);
   const report = await collectIpamReport({
     zonesDir: values.zones ?? './zones',
     ...(values.state === undefined ? {} : { stateDir: values.state }),
-    ...(values.config === undefined ? {} : { configFile: values.config }),
+    ...(configFile === undefined ? {} : { configFile }),
   });
   out.write(values.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatIpamReport(report));
   return 0;
