@@ -12,7 +12,8 @@ import { AggregatorRegistry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { HostPort } from './net/ip.js';
-import { DnsNode } from './node.js';
+import { createNotifier, DnsNode } from './node.js';
+import { onStoreChanges } from './server/notify.js';
 import { gauge, Metrics } from './ops/metrics.js';
 import { MEMORY_FLAGS, startupDone, type MemoryProfile } from './ops/memory.js';
 import { ReplicaFeed, ReplicaProvider, type ReplicaMessage } from './replica.js';
@@ -77,9 +78,17 @@ export interface Server {
 }
 
 /** Keys a reload cannot apply to a running process: say so instead of ignoring them silently. */
-function warnRestartOnly(log: Logger, prev: Config, next: Config): void {
+function warnRestartOnly(log: Logger, prev: Config, next: Config, kube = false): void {
   if (prev.memory !== next.memory) {
     log.warn({ running: prev.memory, configured: next.memory }, 'memory profile changes take effect at the next restart');
+  }
+  // The Kubernetes source is built once (its watches' deadlines with it); a reload does not rebuild it.
+  if (prev.watchTimeout !== next.watchTimeout) {
+    log.warn({ running: prev.watchTimeout, configured: next.watchTimeout }, 'watchTimeout changes take effect at the next restart');
+  }
+  // The API source decides at start whether to watch ServiceImports: a zone added now is served, empty.
+  if (kube && prev.multicluster.length === 0 && next.multicluster.length > 0) {
+    log.warn({ configured: next.multicluster }, 'multicluster zones are served from now on, but ServiceImports are watched only after a restart');
   }
 }
 
@@ -120,6 +129,7 @@ function sourceMetrics(metrics: Metrics, sources: Sources): void {
         { labels: { zone, kind: 'Endpoints' }, value: store.legacyEndpoints.size },
         { labels: { zone, kind: 'Pod' }, value: store.pods.size },
         { labels: { zone, kind: 'Namespace' }, value: store.namespaces.size },
+        { labels: { zone, kind: 'ServiceImport' }, value: store.serviceImports.size },
       ]),
     ),
   );
@@ -188,6 +198,7 @@ export async function startServer(opts: ServeOptions, log: Logger): Promise<Serv
   sourceMetrics(metrics, sources);
   const node = new DnsNode(config, opts.dns, log, metrics);
   node.attach(sources);
+  node.startNotify();
   whenSynced(sources, () => startupDone(config.memory));
   let healthy = true;
   let http: OpsServer | undefined;
@@ -225,7 +236,7 @@ export async function startServer(opts: ServeOptions, log: Logger): Promise<Serv
     reload: (next) => {
       try {
         node.setConfig(next);
-        warnRestartOnly(log, config, next);
+        warnRestartOnly(log, config, next, opts.kube !== undefined);
         config = next;
         log.info({ ttl: next.ttl, pods: next.pods }, 'configuration reloaded');
         return true;
@@ -353,6 +364,15 @@ async function startPrimary(opts: ServeOptions, log: Logger): Promise<Server> {
     for (const w of ready) if (w.isConnected()) w.send(m);
   };
   const feed = new ReplicaFeed(sources, broadcast);
+  // NOTIFY from here, where the stores change, not from every worker. Without the
+  // zones' SOA (workers build them), so a secondary asks for the serial (RFC 1996 §3.7
+  // makes it optional). A change can concern the multicluster zones too: they are told
+  // every time (a NOTIFY for an unchanged serial costs the secondary one SOA query).
+  const notifier = createNotifier(config, log, metrics, () => undefined);
+  const unwatchStores = onStoreChanges(sources, (zone) => {
+    notifier.changed(zone);
+    for (const mc of config.multicluster) notifier.changed(mc);
+  });
   let lastSynced = sources.synced();
   const syncTimer = setInterval(() => {
     const s = sources.synced();
@@ -407,6 +427,8 @@ async function startPrimary(opts: ServeOptions, log: Logger): Promise<Server> {
     await Promise.all(Array.from({ length: n - 1 }, () => fork()));
   } catch (err) {
     clearInterval(syncTimer);
+    unwatchStores();
+    await notifier.close();
     feed.close();
     await stopWorkers();
     await proxy?.stop();
@@ -428,7 +450,7 @@ async function startPrimary(opts: ServeOptions, log: Logger): Promise<Server> {
             // The primary's own metrics: sources and the allocator live here, not in the workers.
             let body = `${fromWorkers}\n`;
             for (const m of metrics.registry.getMetricsAsArray()) {
-              if (/^clusterdns_(kubernetes_objects|source_last_change|ipam_|proxy_)/.test(m.name)) body += `${await metrics.registry.getSingleMetricAsString(m.name)}\n`;
+              if (/^clusterdns_(kubernetes_objects|source_last_change|ipam_|proxy_|notify_)/.test(m.name)) body += `${await metrics.registry.getSingleMetricAsString(m.name)}\n`;
             }
             return { type: aggregator.contentType, body };
           },
@@ -438,6 +460,8 @@ async function startPrimary(opts: ServeOptions, log: Logger): Promise<Server> {
   }
   const close = async (): Promise<void> => {
     clearInterval(syncTimer);
+    unwatchStores();
+    await notifier.close();
     feed.close();
     await stopWorkers();
     await proxy?.stop();
@@ -452,9 +476,12 @@ async function startPrimary(opts: ServeOptions, log: Logger): Promise<Server> {
     zones: () => [],
     zoneNames: () => sources.zones(),
     reload: (next) => {
-      warnRestartOnly(log, config, next);
+      warnRestartOnly(log, config, next, opts.kube !== undefined);
       config = next;
       broadcast({ t: 'config', config: next });
+      // A reload rebuilds the zones (TTL, namespaces, ...): a new serial in every worker.
+      notifier.setTargets(next.transferNotify);
+      for (const z of [...sources.zones(), ...next.multicluster]) notifier.changed(z);
       log.info({ ttl: next.ttl, pods: next.pods, workers: ready.size }, 'configuration reloaded');
       return true;
     },

@@ -6,15 +6,20 @@
  * a state the primary's store has been in (never a mix), a few milliseconds apart.
  * A new worker first gets a snapshot of every zone, then the stream.
  */
-import type { ClusterObject } from './cluster/model.js';
+import type { ClusterObject, Kind } from './cluster/model.js';
 import { ClusterStore, type StoreOp } from './cluster/store.js';
 import type { StoreProvider } from './cluster/provider.js';
 
+// `lastImportChange` travels with `lastChange`: every worker serves the primary's serials
+// (the multicluster zones' own one too), never the second it happened to replay a change in.
 export type ReplicaMessage =
   | { readonly t: 'zones'; readonly zones: string[] }
-  | { readonly t: 'snapshot'; readonly zone: string; readonly objs: ClusterObject[]; readonly lastChange: number }
-  | { readonly t: 'ops'; readonly zone: string; readonly ops: StoreOp[]; readonly lastChange: number }
+  | { readonly t: 'snapshot'; readonly zone: string; readonly objs: ClusterObject[]; readonly lastChange: number; readonly lastImportChange: number }
+  | { readonly t: 'ops'; readonly zone: string; readonly ops: StoreOp[]; readonly lastChange: number; readonly lastImportChange: number }
   | { readonly t: 'synced'; readonly synced: boolean };
+
+/** Every kind a snapshot carries, in the order a replica applies them (namespaces first). */
+const SNAPSHOT_KINDS: readonly Kind[] = ['Namespace', 'Service', 'EndpointSlice', 'Endpoints', 'Pod', 'ServiceImport'];
 
 /** Primary side: turns a provider's changes into messages (batched per macrotask). */
 export class ReplicaFeed {
@@ -38,7 +43,7 @@ export class ReplicaFeed {
     const out: ReplicaMessage[] = [{ t: 'zones', zones }];
     for (const z of zones) {
       const s = this.#provider.storeFor(z);
-      out.push({ t: 'snapshot', zone: z, objs: s.snapshot(), lastChange: s.lastChange });
+      out.push({ t: 'snapshot', zone: z, objs: s.snapshot(), lastChange: s.lastChange, lastImportChange: s.lastImportChange });
     }
     out.push({ t: 'synced', synced: this.#provider.synced() });
     return out;
@@ -70,7 +75,7 @@ export class ReplicaFeed {
         }),
       );
       // A zone that appears after workers started: they need its current content.
-      this.#send({ t: 'snapshot', zone: z, objs: store.snapshot(), lastChange: store.lastChange });
+      this.#send({ t: 'snapshot', zone: z, objs: store.snapshot(), lastChange: store.lastChange, lastImportChange: store.lastImportChange });
     }
     for (const [z, u] of this.#subs) {
       if (!zones.includes(z)) {
@@ -87,7 +92,8 @@ export class ReplicaFeed {
     setImmediate(() => {
       this.#scheduled = false;
       for (const [zone, ops] of this.#pending) {
-        this.#send({ t: 'ops', zone, ops, lastChange: this.#provider.storeFor(zone).lastChange });
+        const s = this.#provider.storeFor(zone);
+        this.#send({ t: 'ops', zone, ops, lastChange: s.lastChange, lastImportChange: s.lastImportChange });
       }
       this.#pending.clear();
     });
@@ -131,14 +137,15 @@ export class ReplicaProvider implements StoreProvider {
         break;
       case 'snapshot': {
         const s = this.storeFor(m.zone);
-        for (const kind of ['Namespace', 'Service', 'EndpointSlice', 'Endpoints', 'Pod'] as const) {
+        for (const kind of SNAPSHOT_KINDS) {
           s.replace(kind, m.objs.filter((o) => o.kind === kind));
         }
         s.lastChange = m.lastChange;
+        s.lastImportChange = m.lastImportChange;
         break;
       }
       case 'ops':
-        this.storeFor(m.zone).apply(m.ops, m.lastChange);
+        this.storeFor(m.zone).apply(m.ops, m.lastChange, m.lastImportChange);
         break;
       case 'synced':
         this.#synced = m.synced;

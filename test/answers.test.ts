@@ -199,6 +199,17 @@ const cases: Case[] = [
     rcode: 'NOERROR',
     answer: [`1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.c.b.a.4.3.2.1.ip6.arpa. 5 IN PTR svc6.testns.svc.${Z}.`],
   },
+  {
+    // A pod's address selected by two services (ClusterIP shared-a, headless shared-b with
+    // the pod's hostname): a PTR per service, each with that service's name for it.
+    q: '99.0.0.10.in-addr.arpa',
+    type: 'PTR',
+    rcode: 'NOERROR',
+    answer: [`99.0.0.10.in-addr.arpa. 5 IN PTR 10-0-0-99.shared-a.testns.svc.${Z}.`, `99.0.0.10.in-addr.arpa. 5 IN PTR db-0.shared-b.testns.svc.${Z}.`],
+  },
+  { q: `db-0.shared-b.testns.svc.${Z}`, type: 'A', rcode: 'NOERROR', answer: [`db-0.shared-b.testns.svc.${Z}. 5 IN A 10.0.0.99`] },
+  { q: `10-0-0-99.shared-a.testns.svc.${Z}`, type: 'A', rcode: 'NOERROR', answer: [`10-0-0-99.shared-a.testns.svc.${Z}. 5 IN A 10.0.0.99`] },
+  { q: '21.0.0.10.in-addr.arpa', type: 'PTR', rcode: 'NOERROR', answer: [`21.0.0.10.in-addr.arpa. 5 IN PTR shared-a.testns.svc.${Z}.`] },
   { q: '9.0.0.172.in-addr.arpa', type: 'PTR', rcode: 'REFUSED', answer: [], ns: [] },
   // Not ours (no upstream yet): REFUSED
   { q: 'example.com', type: 'A', rcode: 'REFUSED', answer: [], ns: [] },

@@ -88,3 +88,31 @@ t.test('memory: lean keeps the young generation small during startup only', asyn
   t.ok(during <= start, `new space during startup never above its initial ${start} bytes: ${during}`);
   t.ok(after >= 2 * start, `new space after startupDone grows once allocation survives: ${after} bytes`);
 });
+
+t.test('watchTimeout: seconds a Kubernetes watch may stay silent, default 150, 10 to 3600', async (t) => {
+  // 150 s: 2.5 times the apiserver's one-minute bookmark interval (README "Configuration").
+  t.equal(DEFAULT_CONFIG.watchTimeout, 150);
+  t.equal(parseConfig({}).watchTimeout, 150);
+  t.equal(parseConfig({ watchTimeout: 10 }, 'cfg').watchTimeout, 10, 'lowest');
+  t.equal(parseConfig({ watchTimeout: 3600 }, 'cfg').watchTimeout, 3600, 'highest');
+  t.equal(parseConfig({ watchTimeout: 90 }, 'cfg').watchTimeout, 90);
+  for (const bad of [9, 3601, 0, -150, '150', '150s', null, true]) {
+    t.throws(() => parseConfig({ watchTimeout: bad }, 'cfg'), new RegExp(`^cfg: watchTimeout: must be a number of seconds from 10 to 3600, got `), `refused: ${JSON.stringify(bad)}`);
+  }
+  let err: unknown;
+  try {
+    parseConfig({ watchTimeout: 5 }, 'cfg');
+  } catch (e) {
+    err = e;
+  }
+  t.ok(err instanceof ConfigError, 'a ConfigError (the server stops at start with exit status 2)');
+});
+
+t.test('zonal: off by default, a boolean, and a config error together with noEndpoints', async (t) => {
+  t.equal(DEFAULT_CONFIG.zonal, false);
+  t.equal(parseConfig({ zonal: true }, 'cfg').zonal, true);
+  t.throws(() => parseConfig({ zonal: 'yes' }, 'cfg'), /cfg: zonal: must be true or false, got "yes"/);
+  // CoreDNS setup.go: "zonal requires the endpoint cache; remove noendpoints".
+  t.throws(() => parseConfig({ zonal: true, noEndpoints: true }, 'cfg'), /cfg: zonal: cannot be combined with noEndpoints/);
+  t.equal(parseConfig({ zonal: false, noEndpoints: true }, 'cfg').noEndpoints, true, 'noEndpoints alone is fine');
+});

@@ -539,10 +539,11 @@ t.test('RBAC: exactly list+watch on what the source reads, bound to the Deployme
     ['', 'namespaces'],
     ['', 'pods'],
     ['discovery.k8s.io', 'endpointslices'],
+    ['multicluster.x-k8s.io', 'serviceimports'],
   ] as const) {
     for (const v of ['list', 'watch']) expected.add(`${g}|${r}|${v}`);
   }
-  t.same([...granted].sort(), [...expected].sort(), 'granted = list+watch of services, endpoints, namespaces, pods, endpointslices; no wildcard');
+  t.same([...granted].sort(), [...expected].sort(), 'granted = list+watch of services, endpoints, namespaces, pods, endpointslices, serviceimports; no wildcard');
 
   // Whatever kinds the converters read must be listable and watchable: adding a kind to the
   // source without RBAC fails here.
@@ -795,15 +796,17 @@ t.test('node/ RBAC: exactly list+watch on what the proxy source reads, bound to 
   );
 
   // Every kind the converters read but Pods (watched only for `pods: verified`, which the
-  // ConfigMap must not set: checked below), and every collection resources.ts defines.
+  // ConfigMap must not set: checked below) and ServiceImports (watched only for DNS
+  // `multicluster` zones, nothing the proxy reads), and every collection resources.ts defines.
+  const notProxy = new Set(['Pod', 'ServiceImport']);
   for (const [kind, apiVersion] of Object.entries(API_VERSIONS)) {
-    if (kind === 'Pod') continue;
+    if (notProxy.has(kind)) continue;
     const group = apiVersion.includes('/') ? apiVersion.split('/')[0]! : '';
     const plural = kind.toLowerCase().endsWith('s') ? kind.toLowerCase() : `${kind.toLowerCase()}s`;
     for (const v of ['list', 'watch']) t.ok(granted.has(`${group}|${plural}|${v}`), `${v} ${group || 'core'}/${plural} (source reads ${apiVersion} ${kind})`);
   }
   for (const [kind, [group, resource]] of (await sourceCollections(t)) ?? []) {
-    if (kind === 'Pod') continue;
+    if (notProxy.has(kind)) continue;
     for (const verb of ['list', 'watch']) t.ok(granted.has(`${group}|${resource}|${verb}`), `${verb} ${group || 'core'}/${resource} (resources.ts, ${kind})`);
   }
 
@@ -907,6 +910,7 @@ t.test('node/ ConfigMap: config.yaml passes parseConfig with the proxy: keys, mo
   const defaults = (parseConfig({ proxy: {} }, 'proxy: {}') as unknown as Record<string, unknown>)['proxy'];
   t.same(parsed, defaults, 'proxy settings = parseConfig\'s defaults for proxy: {} (kube-proxy\'s §0.2 defaults)');
   t.not(config.pods, 'verified', 'parsed pods mode is not verified');
+  t.same(config.multicluster, [], 'no multicluster zones (the source would watch ServiceImports, which node/ does not grant)');
 });
 
 t.test('node/ DaemonSet: kube-proxy-like placement, host network, node name, probes, resources, image', async (t) => {

@@ -10,8 +10,8 @@
  * Output is plain data: IPs in canonical text (IPv4 dotted quad, IPv6 per RFC 5952), no
  * `undefined`-valued keys, so the store's structural comparison sees only real changes.
  *
- * Validation follows the API server's rules for the fields we keep (Service names are
- * DNS-1035 labels, namespaces DNS-1123 labels, other object names DNS-1123 subdomains, port
+ * Validation follows the API server's rules for the fields we keep (Service names and
+ * namespaces DNS-1123 labels, other object names DNS-1123 subdomains, port
  * names DNS-1123 labels, container port names IANA service names), so anything the API
  * server accepts converts, and a manifest the API server would refuse is refused here with
  * the same reason. A missing `metadata.namespace` means `default`, as with kubectl.
@@ -30,6 +30,8 @@ import type {
   Pod,
   Protocol,
   Service,
+  ServiceImport,
+  ServiceImportType,
   ServicePort,
   ServiceType,
 } from './model.js';
@@ -49,6 +51,10 @@ export type ClusterObjectResult =
 export const TOLERATE_UNREADY_ANNOTATION = 'service.alpha.kubernetes.io/tolerate-unready-endpoints';
 /** The EndpointSlice label that names the owning Service. */
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+/** MCS-API (KEP-1645): the EndpointSlice label that names the owning ServiceImport. */
+export const MC_SERVICE_NAME_LABEL = 'multicluster.kubernetes.io/service-name';
+/** MCS-API: the EndpointSlice label naming the cluster its endpoints are in (`<clusterid>`). */
+export const MC_SOURCE_CLUSTER_LABEL = 'multicluster.kubernetes.io/source-cluster';
 
 /** apiVersion of each kind this module reads. */
 export const API_VERSIONS: Readonly<Record<Kind, string>> = {
@@ -57,6 +63,7 @@ export const API_VERSIONS: Readonly<Record<Kind, string>> = {
   Endpoints: 'v1',
   Pod: 'v1',
   EndpointSlice: 'discovery.k8s.io/v1',
+  ServiceImport: 'multicluster.x-k8s.io/v1alpha1',
 };
 
 // ---------------------------------------------------------------------------------------
@@ -290,7 +297,12 @@ const IP_FAMILY_POLICIES: readonly IPFamilyPolicy[] = ['SingleStack', 'PreferDua
 export function toService(json: unknown): ConvertResult<Service> {
   return run(() => {
     const o = root(json);
-    const m = meta(o, isDNS1035Label, DNS1035_RULE, true);
+    // KEP-5311 (RelaxedServiceNameValidation, GA in Kubernetes 1.37): a Service name is a
+    // DNS-1123 label, so it may start with a digit (`1web`); it used to be a DNS-1035
+    // label. `1web.<ns>.svc.<zone>` is an ordinary DNS name (RFC 1123 §2.1 allows a
+    // leading digit), and a current apiserver stores such Services: refusing them would
+    // leave a cluster's Service without its name.
+    const m = meta(o, isDNS1123Label, LABEL_RULE, true);
     const spec = optObj(get(o, 'spec'), 'spec') ?? {};
     const type = oneOf(get(spec, 'type'), 'spec.type', SERVICE_TYPES, 'ClusterIP');
 
@@ -424,7 +436,9 @@ function podNameOf(v: unknown, path: string): string | undefined {
 /**
  * discovery.k8s.io/v1 EndpointSlice.
  *
- * - `serviceName` from the `kubernetes.io/service-name` label (required).
+ * - `serviceName` from the `kubernetes.io/service-name` label (required), or, for a
+ *   multicluster slice, from `multicluster.kubernetes.io/service-name` (the ServiceImport's
+ *   name), with `sourceCluster` from the required `multicluster.kubernetes.io/source-cluster`.
  * - Addresses must match `addressType` (FQDN addresses are lowercased; DNS skips them).
  * - Conditions: `ready` nil → true; `serving` nil → ready's value; `terminating` nil → false.
  * - `podName` from `targetRef` when `targetRef.kind` is Pod.
@@ -435,9 +449,24 @@ export function toEndpointSlice(json: unknown): ConvertResult<EndpointSlice> {
   return run(() => {
     const o = root(json);
     const m = meta(o, isDNS1123Subdomain, SUBDOMAIN_RULE, true);
-    const serviceName = m.labels[SERVICE_NAME_LABEL];
+    // The multicluster label wins: a slice an MCS controller imported belongs to the
+    // ServiceImport, even if it also carries the ordinary label (CoreDNS indexes such a
+    // slice under both; its endpoints would then join the local Service's).
+    const importName = m.labels[MC_SERVICE_NAME_LABEL];
+    const multicluster = importName !== undefined && importName !== '';
+    const serviceName = multicluster ? importName : m.labels[SERVICE_NAME_LABEL];
     if (serviceName === undefined || serviceName === '') {
       fail(`metadata.labels[${JSON.stringify(SERVICE_NAME_LABEL)}]`, 'required (names the Service this slice belongs to)');
+    }
+    let sourceCluster: string | undefined;
+    if (multicluster) {
+      // It becomes the `<clusterid>` label of endpoint names: one DNS label, compared
+      // case-insensitively like every name.
+      const path = `metadata.labels[${JSON.stringify(MC_SOURCE_CLUSTER_LABEL)}]`;
+      const raw = m.labels[MC_SOURCE_CLUSTER_LABEL];
+      if (raw === undefined || raw === '') fail(path, `required on a multicluster slice (labelled ${MC_SERVICE_NAME_LABEL}): it names the cluster in its endpoint names`);
+      sourceCluster = raw.toLowerCase();
+      if (!isDNS1123Label(sourceCluster)) fail(path, `must be ${LABEL_RULE} (it is the <clusterid> label of endpoint names), got ${show(raw)}`);
     }
     const addressType = oneOf(get(o, 'addressType'), 'addressType', ADDRESS_TYPES);
     const endpoints = list(get(o, 'endpoints'), 'endpoints').map((v, i): Endpoint => {
@@ -491,7 +520,50 @@ export function toEndpointSlice(json: unknown): ConvertResult<EndpointSlice> {
       ports,
       legacy: false,
       labels: m.labels,
+      ...(sourceCluster === undefined ? {} : { sourceCluster }),
     };
+  });
+}
+
+const IMPORT_TYPES: readonly ServiceImportType[] = ['ClusterSetIP', 'Headless'];
+
+/**
+ * multicluster.x-k8s.io/v1alpha1 ServiceImport (MCS-API, KEP-1645).
+ *
+ * - The name is a DNS-1035 label, as the exported Service's (it is one label of the name).
+ * - `spec.type` is required: ClusterSetIP or Headless (the CRD's enum).
+ * - `spec.ips`: the clusterset IPs of a ClusterSetIP import, at most one per family,
+ *   canonical text. A Headless import has no address of its own: its `ips` are ignored
+ *   (as CoreDNS does), not an error, so a stray field never hides the import's endpoints.
+ * - Ports as a Service's: name '' when absent, protocol TCP by default, `appProtocol`
+ *   dropped.
+ */
+export function toServiceImport(json: unknown): ConvertResult<ServiceImport> {
+  return run(() => {
+    const o = root(json);
+    const m = meta(o, isDNS1035Label, `${DNS1035_RULE} (a ServiceImport is named after the exported Service)`, true);
+    const spec = optObj(get(o, 'spec'), 'spec') ?? {};
+    const type = oneOf(get(spec, 'type'), 'spec.type', IMPORT_TYPES);
+    const rawIPs = list(get(spec, 'ips'), 'spec.ips');
+    let ips: string[] = [];
+    if (type === 'ClusterSetIP') {
+      if (rawIPs.length > 2) fail('spec.ips', `must have at most 2 entries (one per family), got ${rawIPs.length}`);
+      ips = rawIPs.map((v, i) => ip(v, `spec.ips[${i}]`));
+      const [a, b] = ips;
+      if (a !== undefined && b !== undefined && ipFamily(a) === ipFamily(b)) {
+        fail('spec.ips', `must be one IPv4 and one IPv6 address, got ${show(a)} and ${show(b)}`);
+      }
+    }
+    const ports = list(get(spec, 'ports'), 'spec.ports').map((v, i): EndpointPort => {
+      const path = `spec.ports[${i}]`;
+      const p = obj(v, path);
+      return {
+        name: label(get(p, 'name'), `${path}.name`) ?? '',
+        port: portNumber(get(p, 'port'), `${path}.port`),
+        protocol: protocol(get(p, 'protocol'), `${path}.protocol`),
+      };
+    });
+    return { namespace: m.namespace, name: m.name, type, ips, ports };
   });
 }
 
@@ -669,7 +741,8 @@ export function objectRef(json: unknown, kind?: string): { kind?: string; namesp
 
 /**
  * Convert any supported object, dispatching on `apiVersion`/`kind`: v1 Namespace, Service,
- * Endpoints and Pod, and discovery.k8s.io/v1 EndpointSlice.
+ * Endpoints and Pod, discovery.k8s.io/v1 EndpointSlice and multicluster.x-k8s.io/v1alpha1
+ * ServiceImport.
  *
  * Items of an API list response carry neither `kind` nor `apiVersion`: pass the kind
  * explicitly then. When both are present they must agree. A missing `apiVersion` is
@@ -696,7 +769,7 @@ export function toClusterObject(json: unknown, kind?: Kind): ClusterObjectResult
     return {
       ok: false,
       unsupported: true,
-      error: `kind: ${what} is not used by clusterdns (it reads v1 Namespace, Service, Endpoints, Pod and discovery.k8s.io/v1 EndpointSlice)`,
+      error: `kind: ${what} is not used by clusterdns (it reads v1 Namespace, Service, Endpoints, Pod, discovery.k8s.io/v1 EndpointSlice and multicluster.x-k8s.io/v1alpha1 ServiceImport)`,
     };
   }
   const want = API_VERSIONS[k];
@@ -722,6 +795,10 @@ export function toClusterObject(json: unknown, kind?: Kind): ClusterObjectResult
     }
     case 'Pod': {
       const r = toPod(json);
+      return r.ok ? { ok: true, value: { kind: k, obj: r.value } } : r;
+    }
+    case 'ServiceImport': {
+      const r = toServiceImport(json);
       return r.ok ? { ok: true, value: { kind: k, obj: r.value } } : r;
     }
   }

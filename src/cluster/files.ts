@@ -116,7 +116,7 @@ export interface ZonesChange {
 }
 
 const EXTENSIONS = ['.yaml', '.yml', '.json'];
-const KINDS: readonly Kind[] = ['Namespace', 'Service', 'EndpointSlice', 'Endpoints', 'Pod'];
+const KINDS: readonly Kind[] = ['Namespace', 'Service', 'EndpointSlice', 'Endpoints', 'Pod', 'ServiceImport'];
 /** Give up waiting for a file to settle after this long (a file rewritten non-stop, a future mtime). */
 const MAX_SETTLE_WAIT_MS = 1000;
 /** Settle time of a file that was emptied (truncated by a writer that is slow to write). */
@@ -820,6 +820,7 @@ export class FileSource {
       endpointSlices: count('EndpointSlice'),
       endpoints: count('Endpoints'),
       pods: count('Pod'),
+      serviceImports: count('ServiceImport'),
     });
   }
 

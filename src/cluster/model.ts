@@ -77,6 +77,7 @@ export interface Endpoint {
   /** `targetRef.name` when the target is a Pod (endpointPodNames). */
   readonly podName?: string;
   readonly nodeName?: string;
+  /** Topology zone (discovery/v1 `endpoints[].zone`): only the `zonal` names read it. */
   readonly zone?: string;
 }
 
@@ -103,6 +104,16 @@ export interface PackedEndpoints {
   readonly podNames?: readonly (string | undefined)[];
   /** Node name of each endpoint (kept only when the service proxy runs); absent otherwise. */
   readonly nodeNames?: readonly (string | undefined)[];
+  /**
+   * Topology zone of each endpoint (discovery/v1 `endpoints[].zone`), kept only with
+   * `zonal` (its `<zone>.pin|prefer._zone.<svc>` names read them); absent otherwise and
+   * when no endpoint has one. `zoneNames` holds the slice's distinct zones (shared
+   * strings: a cluster has a handful); `zones` is 1 + the index into it, one number
+   * when every endpoint has the same zone, else one character code per endpoint (0: no
+   * zone): a byte an endpoint instead of an 8-byte array slot.
+   */
+  readonly zoneNames?: readonly string[];
+  readonly zones?: number | string;
 }
 
 /** A slice's endpoints: one object each (files, registry) or packed (the API source). */
@@ -123,13 +134,23 @@ export interface EndpointPort {
 export interface EndpointSlice {
   readonly namespace: string;
   readonly name: string;
-  /** From the `kubernetes.io/service-name` label (legacy: the object name). */
+  /**
+   * From the `kubernetes.io/service-name` label (legacy: the object name); for a
+   * multicluster slice, from `multicluster.kubernetes.io/service-name`: the ServiceImport.
+   */
   readonly serviceName: string;
   readonly addressType: IPFamily | 'FQDN';
   readonly endpoints: Endpoints;
   readonly ports: readonly EndpointPort[];
   readonly legacy: boolean;
   readonly labels: Readonly<Record<string, string>>;
+  /**
+   * Set only on a multicluster slice (labelled `multicluster.kubernetes.io/service-name`):
+   * its `multicluster.kubernetes.io/source-cluster` label, lowercased, the `<clusterid>`
+   * label of its endpoint names. Such a slice belongs to the ServiceImport `serviceName`,
+   * never to a Service of that name (the store indexes it for imports only).
+   */
+  readonly sourceCluster?: string;
 }
 
 export interface ContainerPort {
@@ -160,7 +181,26 @@ export interface Namespace {
   readonly labels: Readonly<Record<string, string>>;
 }
 
-export type Kind = 'Namespace' | 'Service' | 'EndpointSlice' | 'Endpoints' | 'Pod';
+/** MCS-API `spec.type` of a ServiceImport (sigs.k8s.io/mcs-api v1alpha1). */
+export type ServiceImportType = 'ClusterSetIP' | 'Headless';
+
+/**
+ * A `multicluster.x-k8s.io/v1alpha1` ServiceImport: a service exported by one or more
+ * clusters of the clusterset, served in the `multicluster` zones (CoreDNS
+ * object/serviceimport.go keeps the same fields). Its endpoints are the slices labelled
+ * `multicluster.kubernetes.io/service-name` (EndpointSlice `sourceCluster`).
+ */
+export interface ServiceImport {
+  readonly namespace: string;
+  readonly name: string;
+  readonly type: ServiceImportType;
+  /** `spec.ips`, canonical text, at most one per family (ClusterSetIP); empty for Headless. */
+  readonly ips: readonly string[];
+  /** `spec.ports` (name '' when unnamed, protocol TCP by default). */
+  readonly ports: readonly EndpointPort[];
+}
+
+export type Kind = 'Namespace' | 'Service' | 'EndpointSlice' | 'Endpoints' | 'Pod' | 'ServiceImport';
 
 /** Any slim object, tagged with its kind. */
 export type ClusterObject =
@@ -168,7 +208,8 @@ export type ClusterObject =
   | { readonly kind: 'Service'; readonly obj: Service }
   | { readonly kind: 'EndpointSlice'; readonly obj: EndpointSlice }
   | { readonly kind: 'Endpoints'; readonly obj: EndpointSlice }
-  | { readonly kind: 'Pod'; readonly obj: Pod };
+  | { readonly kind: 'Pod'; readonly obj: Pod }
+  | { readonly kind: 'ServiceImport'; readonly obj: ServiceImport };
 
 /** `namespace/name`, or `name` for cluster-scoped objects. */
 export function objectKey(o: { readonly namespace?: string; readonly name: string }): string {

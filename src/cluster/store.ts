@@ -3,12 +3,12 @@
  *
  * Sources (zones/ files, the Kubernetes API) call `upsert`/`remove`/`replace`; the
  * store drops no-op updates (structural equality of slim objects), keeps the indexes
- * DNS needs (slices by service, pods by IP), and tells listeners *which services*
- * changed, coalesced per macrotask, so the zone side rebuilds only those services'
- * names. Nothing here knows about DNS.
+ * DNS needs (slices by service, multicluster slices by ServiceImport, pods by IP), and
+ * tells listeners *which services* (and which ServiceImports) changed, coalesced per
+ * macrotask, so the zone side rebuilds only those names. Nothing here knows about DNS.
  */
 import { deepEqual } from './equal.js';
-import type { ClusterObject, EndpointSlice, Kind, Namespace, Pod, Service } from './model.js';
+import type { ClusterObject, EndpointSlice, Kind, Namespace, Pod, Service, ServiceImport } from './model.js';
 import { objectKey } from './model.js';
 
 /** What changed in one flush. Service keys are `namespace/name`. */
@@ -21,6 +21,11 @@ export interface ClusterChange {
   readonly pods: boolean;
   /** A full replace happened (initial sync, relist): consumers may rebuild everything. */
   readonly full: boolean;
+  /**
+   * ServiceImports (`namespace/name`) whose own spec or multicluster slices changed: only
+   * the multicluster zones read them, and rebuild just these.
+   */
+  readonly imports: ReadonlySet<string>;
 }
 
 export type ChangeListener = (change: ClusterChange) => void;
@@ -34,6 +39,7 @@ type KindMap = {
   EndpointSlice: EndpointSlice;
   Endpoints: EndpointSlice;
   Pod: Pod;
+  ServiceImport: ServiceImport;
 };
 
 export class ClusterStore {
@@ -43,8 +49,11 @@ export class ClusterStore {
   /** Legacy v1 Endpoints in slice shape, keyed `ns/name` (name = service name). */
   readonly legacyEndpoints = new Map<string, EndpointSlice>();
   readonly pods = new Map<string, Pod>();
+  readonly serviceImports = new Map<string, ServiceImport>();
   /** Service key → slice keys (from the `kubernetes.io/service-name` label). */
   readonly slicesByService = new Map<string, Set<string>>();
+  /** ServiceImport key → keys of its multicluster slices (`sourceCluster` set). */
+  readonly slicesByImport = new Map<string, Set<string>>();
   /** Pod IP → pod keys (pods verified, endpoints controller). */
   readonly podsByIP = new Map<string, Set<string>>();
 
@@ -52,12 +61,23 @@ export class ClusterStore {
   #opListeners: ((op: StoreOp) => void)[] = [];
   #pendingServices = new Set<string>();
   #pendingNamespaces = new Set<string>();
+  #pendingImports = new Set<string>();
   #pendingPods = false;
   #pendingFull = false;
   #scheduled = false;
+  /** `lastChange` / `lastImportChange` moved for the changes not yet delivered (once per flush). */
+  #clusterMoved = false;
+  #importsMoved = false;
   #batchDepth = 0;
   /** Unix seconds of the last DNS-relevant change (SOA serial, as CoreDNS). */
   lastChange = Math.floor(Date.now() / 1000);
+  /**
+   * Unix seconds of the last change the multicluster zones can see (a ServiceImport, a
+   * multicluster slice, a namespace): their own SOA serial, as CoreDNS keeps one apart
+   * (ModifiedMultiCluster). Import changes leave `lastChange` alone, so the cluster
+   * zone's serial (and its secondaries) do not move for what it does not serve.
+   */
+  lastImportChange = Math.floor(Date.now() / 1000);
 
   onChange(listener: ChangeListener): () => void {
     this.#listeners.push(listener);
@@ -82,11 +102,12 @@ export class ClusterStore {
     for (const obj of this.slices.values()) out.push({ kind: 'EndpointSlice', obj });
     for (const obj of this.legacyEndpoints.values()) out.push({ kind: 'Endpoints', obj });
     for (const obj of this.pods.values()) out.push({ kind: 'Pod', obj });
+    for (const obj of this.serviceImports.values()) out.push({ kind: 'ServiceImport', obj });
     return out;
   }
 
   /** Replay ops from a primary store (see `onOp`), as one batch. */
-  apply(ops: readonly StoreOp[], lastChange?: number): void {
+  apply(ops: readonly StoreOp[], lastChange?: number, lastImportChange?: number): void {
     this.batch(() => {
       for (const op of ops) {
         if (op.op === 'upsert') this.upsert(op.obj);
@@ -94,6 +115,7 @@ export class ClusterStore {
       }
     });
     if (lastChange !== undefined) this.lastChange = lastChange;
+    if (lastImportChange !== undefined) this.lastImportChange = lastImportChange;
   }
 
   #map<K extends Kind>(kind: K): Map<string, KindMap[K]> {
@@ -106,6 +128,8 @@ export class ClusterStore {
         return this.slices as Map<string, KindMap[K]>;
       case 'Endpoints':
         return this.legacyEndpoints as Map<string, KindMap[K]>;
+      case 'ServiceImport':
+        return this.serviceImports as Map<string, KindMap[K]>;
       default:
         return this.pods as Map<string, KindMap[K]>;
     }
@@ -188,17 +212,41 @@ export class ClusterStore {
     return legacy === undefined ? [] : [legacy];
   }
 
+  /** The multicluster slices of one ServiceImport (every source cluster). */
+  importSlicesOf(importKey: string): EndpointSlice[] {
+    const out: EndpointSlice[] = [];
+    for (const k of this.slicesByImport.get(importKey) ?? []) {
+      const s = this.slices.get(k);
+      if (s !== undefined) out.push(s);
+    }
+    return out;
+  }
+
   /** Whether a Namespace object exists (the file source synthesizes ones manifests leave out). */
   namespaceExists(ns: string): boolean {
     return this.namespaces.has(ns);
   }
 
+  /**
+   * Something outside the store changed what DNS makes of its objects (a configuration
+   * reload): the change times move as for a delivered change, so the zones' SOA serials
+   * move and secondaries transfer again.
+   */
+  touchTimes(): void {
+    const now = Math.floor(Date.now() / 1000);
+    this.lastChange = Math.max(now, this.lastChange + 1);
+    this.lastImportChange = Math.max(now, this.lastImportChange + 1);
+  }
+
   /** Deliver pending changes now (tests and sources that need a synchronous view). */
   flush(): void {
     this.#scheduled = false;
+    this.#clusterMoved = false;
+    this.#importsMoved = false;
     if (
       this.#pendingServices.size === 0 &&
       this.#pendingNamespaces.size === 0 &&
+      this.#pendingImports.size === 0 &&
       !this.#pendingPods &&
       !this.#pendingFull
     ) {
@@ -209,9 +257,11 @@ export class ClusterStore {
       namespaces: this.#pendingNamespaces,
       pods: this.#pendingPods,
       full: this.#pendingFull,
+      imports: this.#pendingImports,
     };
     this.#pendingServices = new Set();
     this.#pendingNamespaces = new Set();
+    this.#pendingImports = new Set();
     this.#pendingPods = false;
     this.#pendingFull = false;
     for (const l of this.#listeners) {
@@ -225,8 +275,22 @@ export class ClusterStore {
     }
   }
 
-  #schedule(): void {
-    this.lastChange = Math.floor(Date.now() / 1000);
+  /** `cluster`/`imports`: which serials the change moves (see `lastImportChange`). */
+  #schedule(cluster: boolean, imports: boolean): void {
+    // Each delivered change names a later second than the one before, even for two
+    // changes in one second or after the clock stepped back (BIND's unixtime serial
+    // rule): these times are the zones' SOA serials (zone.ts), which secondaries follow
+    // (RFC 1996, RFC 1995), and `--workers` replicas copy them, so every worker serves
+    // one serial for one version.
+    const now = Math.floor(Date.now() / 1000);
+    if (cluster) {
+      this.lastChange = Math.max(now, this.#clusterMoved ? this.lastChange : this.lastChange + 1);
+      this.#clusterMoved = true;
+    }
+    if (imports) {
+      this.lastImportChange = Math.max(now, this.#importsMoved ? this.lastImportChange : this.lastImportChange + 1);
+      this.#importsMoved = true;
+    }
     if (this.#scheduled) return;
     this.#scheduled = true;
     // setImmediate coalesces a burst of watch events (or a whole reload) into one
@@ -235,35 +299,58 @@ export class ClusterStore {
   }
 
   #touch(kind: Kind, obj: unknown, prev: unknown): void {
+    // Which serials move: namespaces are seen by both kinds of zone (NODATA vs NXDOMAIN).
+    let cluster = true;
+    let imports = false;
     switch (kind) {
       case 'Namespace':
         this.#pendingNamespaces.add((obj as Namespace).name);
+        imports = true;
         break;
       case 'Service': {
         const s = obj as Service;
         this.#pendingServices.add(`${s.namespace}/${s.name}`);
         break;
       }
+      case 'ServiceImport': {
+        const s = obj as ServiceImport;
+        this.#pendingImports.add(`${s.namespace}/${s.name}`);
+        cluster = false;
+        imports = true;
+        break;
+      }
       case 'EndpointSlice':
       case 'Endpoints': {
+        // A slice that moved between a Service and a ServiceImport (its labels changed)
+        // touches both owners and both serials.
         const s = obj as EndpointSlice;
-        this.#pendingServices.add(`${s.namespace}/${s.serviceName}`);
         const p = prev as EndpointSlice | undefined;
-        if (p !== undefined && p.serviceName !== s.serviceName) this.#pendingServices.add(`${p.namespace}/${p.serviceName}`);
+        cluster = false;
+        for (const x of p === undefined ? [s] : [s, p]) {
+          const owner = `${x.namespace}/${x.serviceName}`;
+          if (x.sourceCluster === undefined) {
+            this.#pendingServices.add(owner);
+            cluster = true;
+          } else {
+            this.#pendingImports.add(owner);
+            imports = true;
+          }
+        }
         break;
       }
       default:
         this.#pendingPods = true;
     }
-    this.#schedule();
+    this.#schedule(cluster, imports);
   }
 
   #index(kind: Kind, key: string, obj: unknown): void {
     if (kind === 'EndpointSlice') {
       const s = obj as EndpointSlice;
-      const svc = `${s.namespace}/${s.serviceName}`;
-      let set = this.slicesByService.get(svc);
-      if (set === undefined) this.slicesByService.set(svc, (set = new Set()));
+      const owner = `${s.namespace}/${s.serviceName}`;
+      const index = s.sourceCluster === undefined ? this.slicesByService : this.slicesByImport;
+      let set = index.get(owner);
+      if (set === undefined) index.set(owner, (set = new Set()));
       set.add(key);
     } else if (kind === 'Pod') {
       for (const ip of (obj as Pod).ips) {
@@ -277,11 +364,12 @@ export class ClusterStore {
   #unindex(kind: Kind, key: string, obj: unknown): void {
     if (kind === 'EndpointSlice') {
       const s = obj as EndpointSlice;
-      const svc = `${s.namespace}/${s.serviceName}`;
-      const set = this.slicesByService.get(svc);
+      const owner = `${s.namespace}/${s.serviceName}`;
+      const index = s.sourceCluster === undefined ? this.slicesByService : this.slicesByImport;
+      const set = index.get(owner);
       if (set !== undefined) {
         set.delete(key);
-        if (set.size === 0) this.slicesByService.delete(svc);
+        if (set.size === 0) index.delete(owner);
       }
     } else if (kind === 'Pod') {
       for (const ip of (obj as Pod).ips) {

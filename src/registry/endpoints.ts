@@ -195,8 +195,15 @@ export function buildEndpointSlices(svc: Service, pods: readonly Pod[], maxPerSl
   return out;
 }
 
-/** Whether a slice written in the files for a selector Service is left alone (a foreign `managed-by`). */
-export function isForeignSlice(slice: EndpointSlice): boolean {
-  const by = slice.labels[MANAGED_BY_LABEL];
-  return by !== undefined && by !== '' && by !== CONTROLLER_NAME;
+/**
+ * Whether a slice written in the files is the EndpointSlice controller's, so the
+ * controller's own output replaces it: labelled `endpointslice.kubernetes.io/managed-by:
+ * endpointslice-controller.k8s.io`. The controller lists and reconciles only the slices
+ * of a Service that carry that label (`reconciler.go` selects on
+ * `kubernetes.io/service-name` and `managed-by`); a slice without the label, or with
+ * another manager's, is custom and left alone, so on a cluster it is served beside the
+ * controller's slices, and here too.
+ */
+export function isControllerSlice(slice: EndpointSlice): boolean {
+  return slice.labels[MANAGED_BY_LABEL] === CONTROLLER_NAME;
 }

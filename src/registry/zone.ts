@@ -9,9 +9,11 @@
  * 2. **write-ahead**: if the state changed, it is written (atomically, fsynced) before
  *    `transform` returns, i.e. before anything of it is served. A SIGKILL at any moment
  *    leaves the last written state, and everything ever served was written first;
- * 3. EndpointSlices for selector Services from the Pods (`endpoints.ts`); slices and
- *    Endpoints written in the files for those Services are replaced (kept when another
- *    manager owns them);
+ * 3. EndpointSlices for selector Services from the Pods (`endpoints.ts`); slices written
+ *    in the files that are labelled as the controller's
+ *    (`endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io`) and
+ *    Endpoints written for those Services are replaced; other slices (no `managed-by`, or
+ *    another manager's) are served beside the generated ones, as on a cluster;
  * 4. endpoint addresses validated (`addresses.ts`);
  * 5. the objects to serve are returned.
  *
@@ -47,7 +49,7 @@ import { checkAddresses, type SliceToCheck } from './addresses.js';
 import { type ServiceInput, allocationPass } from './allocate.js';
 import { type Anomaly, OnceLog, countAnomalies } from './anomalies.js';
 import type { RegistrySettings } from './config.js';
-import { PodIndex, buildEndpointSlices, isForeignSlice } from './endpoints.js';
+import { CONTROLLER_NAME, MANAGED_BY_LABEL, PodIndex, buildEndpointSlices, isControllerSlice } from './endpoints.js';
 import { type RepairOutcome, StateRepair, dedupeRecords } from './repair.js';
 import {
   type AllocationRecord,
@@ -393,11 +395,16 @@ export class ZoneRegistry {
         objectKind: kind,
         namespace: s.slice.namespace,
         name: s.slice.name,
-        message: `Service ${s.slice.namespace}/${s.slice.serviceName} has a selector: its ${kind === 'Endpoints' ? 'Endpoints are' : 'EndpointSlices are'} generated from its Pods`,
+        message:
+          kind === 'Endpoints'
+            ? `Service ${s.slice.namespace}/${s.slice.serviceName} has a selector: its Endpoints are generated from its Pods`
+            : `Service ${s.slice.namespace}/${s.slice.serviceName} has a selector: the slices managed by ${CONTROLLER_NAME} are generated from its Pods (remove the ${MANAGED_BY_LABEL} label to serve this one beside them)`,
       });
     };
     for (const s of slices) {
-      if (managed.has(`${s.slice.namespace}/${s.slice.serviceName}`) && !isForeignSlice(s.slice)) {
+      // Only the controller's slices are its to replace (a custom slice, e.g. for an
+      // address outside the cluster, is served beside the generated ones).
+      if (managed.has(`${s.slice.namespace}/${s.slice.serviceName}`) && isControllerSlice(s.slice)) {
         note('EndpointSlice', s);
         continue;
       }

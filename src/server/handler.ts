@@ -5,7 +5,8 @@
  *
  * Order of checks (RFC 1035 §4.1.1, RFC 6891, RFC 8482, RFC 5936):
  *   unreadable → drop; qdcount ≠ 1 → FORMERR; opcode ≠ QUERY → NOTIMP;
- *   EDNS version > 0 → BADVERS; class ≠ IN → REFUSED; AXFR/IXFR → REFUSED;
+ *   EDNS version > 0 → BADVERS; class ≠ IN → REFUSED; AXFR/IXFR → the transfer
+ *   stage (transfer.ts; REFUSED without one);
  *   our zones → authoritative answer; anything else → the next stage (upstream,
  *   a later stage) or REFUSED.
  */
@@ -16,6 +17,8 @@ import type { Resolver } from '../zone/resolver.js';
 import type { ClusterZone } from '../zone/zone.js';
 import type { ClusterChange } from '../cluster/store.js';
 import type { RR } from '../dns/rr.js';
+import type { Autopath, Walked } from './autopath.js';
+import type { ReplyStream, ZoneTransfer } from './transfer.js';
 
 export type Transport = 'udp' | 'tcp';
 
@@ -42,8 +45,8 @@ export interface QueryEvent {
   readonly client: string | undefined;
 }
 
-/** Upstream resolution of an ExternalName target outside our zones (Forwarder.lookup). */
-export type ChaseStage = (name: string, qtype: number) => Promise<{ readonly answer: readonly RR[]; readonly tc: boolean }>;
+/** Upstream resolution of an ExternalName target outside our zones (Forwarder.lookup); also autopath's upstream step. */
+export type ChaseStage = (name: string, qtype: number) => Promise<{ readonly rcode?: number; readonly answer: readonly RR[]; readonly tc: boolean }>;
 
 /** A later stage for names we are not authoritative for (upstream forwarding). */
 export type NextStage = (query: Query, req: Uint8Array, transport: Transport) => Promise<Answer | Buffer | undefined>;
@@ -57,6 +60,8 @@ export interface HandlerOptions {
   readonly onError?: ((err: unknown, where: string) => void) | undefined;
   /** Answer-cache entries (wire answers of cluster names). */
   readonly cacheEntries?: number;
+  /** Walk a pod's search list for it (CoreDNS `autopath @kubernetes`); see autopath.ts. */
+  readonly autopath?: Autopath | undefined;
 }
 
 interface Cached {
@@ -69,6 +74,11 @@ interface Cached {
    */
   readonly serialAt: number;
   readonly soaZone: ClusterZone | undefined;
+  /**
+   * An NXDOMAIN that may be a pod's first search expansion: a client that is a pod of
+   * that namespace gets the autopath walk instead (the one check a hit pays for it).
+   */
+  readonly ap: boolean;
 }
 
 /** Budgets below this (every UDP one) have their own slots for cut answers. */
@@ -89,6 +99,7 @@ const T_AXFR = Type.AXFR;
 const T_IXFR = Type.IXFR;
 const C_IN = Class.IN;
 const NOERROR = Rcode.NOERROR;
+const NXDOMAIN = Rcode.NXDOMAIN;
 const SERVFAIL = Rcode.SERVFAIL;
 const TC_BYTE = Flag.TC >> 8;
 
@@ -98,6 +109,8 @@ interface Ctx {
   readonly family: '1' | '2';
   readonly client: string | undefined;
   readonly t0: number;
+  /** The caller sends multi-message replies (a TCP connection: zone transfers). */
+  readonly stream?: boolean;
 }
 
 export class DnsHandler {
@@ -106,6 +119,10 @@ export class DnsHandler {
   readonly #onError: ((err: unknown, where: string) => void) | undefined;
   #next: NextStage | undefined;
   #chase: ChaseStage | undefined;
+  #autopath: Autopath | undefined;
+  #transfer: ZoneTransfer | undefined;
+  /** A transfer's stream, handed from the AXFR/IXFR branch to handleTcp (set and taken synchronously). */
+  #stream: ReplyStream | undefined;
   /**
    * Encoded answers of cluster names with the question lowercase and id 0, per
    * (qtype, EDNS?, RA?) and lowercase name. A hit is a copy plus id, flags and
@@ -139,6 +156,14 @@ export class DnsHandler {
     this.#next = opts.next;
     this.#chase = opts.chase;
     this.#cacheMax = opts.cacheEntries ?? 50_000;
+    this.#autopath = opts.autopath;
+  }
+
+  /** Turn autopath on (or off); cached answers were flagged under the old setting, so they go. */
+  setAutopath(autopath: Autopath | undefined): void {
+    if (autopath === this.#autopath) return;
+    this.#autopath = autopath;
+    this.invalidate();
   }
 
   /** Forget every cached answer. */
@@ -183,6 +208,32 @@ export class DnsHandler {
    * Handle one query. Synchronous for everything we answer ourselves; a Promise only
    * when a later stage (upstream) is involved.
    */
+  /** Zone transfers out (RFC 5936, RFC 1995); undefined: AXFR/IXFR REFUSED. */
+  setTransfer(transfer: ZoneTransfer | undefined): void {
+    this.#transfer = transfer;
+  }
+
+  /**
+   * A query read from a TCP connection: as `handle`, except that a zone transfer is
+   * answered with a ReplyStream of messages (RFC 5936 §2.2), which the listener sends
+   * as the socket drains.
+   */
+  handleTcp(req: Uint8Array, family: '1' | '2' = '1', client?: string): Buffer | undefined | Promise<Buffer | undefined> | ReplyStream {
+    const ctx: Ctx = { transport: 'tcp', family, client, t0: this.#onQuery !== undefined ? performance.now() : 0, stream: true };
+    this.#stream = undefined;
+    let out: Buffer | undefined | Promise<Buffer | undefined>;
+    try {
+      out = this.#handle(req, ctx);
+    } catch (err) {
+      this.#onError?.(err, 'handle');
+      out = servfail(req);
+    }
+    const s = this.#stream;
+    if (s === undefined) return out;
+    this.#stream = undefined;
+    return s;
+  }
+
   handle(req: Uint8Array, transport: Transport, family: '1' | '2' = '1', client?: string): Buffer | undefined | Promise<Buffer | undefined> {
     const ctx: Ctx = { transport, family, client, t0: this.#onQuery !== undefined ? performance.now() : 0 };
     try {
@@ -206,15 +257,16 @@ export class DnsHandler {
     if (parsed.rcode !== NOERROR) return this.#reply(req, q, ctx, error(parsed.rcode), 'error');
     if (q.qclass !== C_IN) return this.#reply(req, q, ctx, REFUSED_ANSWER, 'error');
     if (q.qtype === T_OPT) return this.#reply(req, q, ctx, error(Rcode.FORMERR), 'error');
-    if (q.qtype === T_AXFR || q.qtype === T_IXFR) {
-      // Zone transfer is not offered (CoreDNS without the transfer plugin).
-      return this.#reply(req, q, ctx, REFUSED_ANSWER, this.#resolver.owns(q.name) ? 'cluster' : 'error');
-    }
+    if (q.qtype === T_AXFR || q.qtype === T_IXFR) return this.#transferOf(req, q, ctx);
     const slot = q.qtype * 4 + (q.edns !== undefined ? 2 : 0) + (ra ? 1 : 0);
     const budget = maxSize(q, ctx.transport);
     let hit = this.#cache.get(slot)?.get(q.name);
     if ((hit === undefined || hit.buf.length > budget) && budget < CUT_BUDGETS) hit = this.#cache.get(cutSlot(slot, budget))?.get(q.name);
     if (hit !== undefined && hit.buf.length <= budget) {
+      if (hit.ap) {
+        const walked = this.#autopathed(req, q, ctx);
+        if (walked !== undefined) return walked;
+      }
       const out = patch(hit.buf, req, q);
       if (hit.serialAt >= 0) out.writeUInt32BE(hit.soaZone!.serial >>> 0, hit.serialAt);
       this.#emit(ctx, q.name, q.qtype, out[3]! & 0xf, out.length, 'cluster', true, hit.zone);
@@ -222,6 +274,10 @@ export class DnsHandler {
     }
     const ans = this.#resolver.resolve(q.name, q.qtype);
     if (ans !== undefined) {
+      if (ans.rcode === NXDOMAIN && this.#autopath !== undefined) {
+        const walked = this.#autopathed(req, q, ctx);
+        if (walked !== undefined) return walked;
+      }
       const target = this.#chase !== undefined ? chaseTarget(ans, q.qtype, this.#resolver) : undefined;
       if (target !== undefined) return this.#chased(req, q, ctx, ans, target);
       this.#complete = true;
@@ -254,6 +310,22 @@ export class DnsHandler {
     );
   }
 
+  /**
+   * AXFR/IXFR: REFUSED unless transfers are configured (CoreDNS without the transfer
+   * plugin); else the transfer stage's one-message answer, or its stream (TCP), which
+   * is counted as one query when it ends, with the bytes of all its messages.
+   */
+  #transferOf(req: Uint8Array, q: Query, ctx: Ctx): Buffer | undefined {
+    const source = this.#resolver.owns(q.name) ? 'cluster' : 'error';
+    const xfr = this.#transfer;
+    if (xfr === undefined) return this.#reply(req, q, ctx, REFUSED_ANSWER, source);
+    const onEnd = (bytes: number, rcode: number): void => this.#emit(ctx, q.name, q.qtype, rcode, bytes, 'cluster', false, undefined);
+    const r = xfr.request(q, req, ctx.transport, ctx.client, ctx.stream === true, this.#next !== undefined, onEnd);
+    if (!('next' in r)) return this.#reply(req, q, ctx, r, source);
+    this.#stream = r;
+    return undefined;
+  }
+
   /** CNAME from our zone + the target's records from upstream; not wire-cached (the forwarder caches with TTLs). */
   #chased(req: Uint8Array, q: Query, ctx: Ctx, ans: Answer, target: string): Promise<Buffer> {
     return this.#chase!(target, q.qtype).then(
@@ -268,6 +340,32 @@ export class DnsHandler {
         return this.#reply(req, q, ctx, ans, 'cluster');
       },
     );
+  }
+
+  /**
+   * The autopath walk for an NXDOMAIN of ours (autopath.ts), or undefined when the plain
+   * answer stands (not a pod of that namespace, nothing found in our zones). Its replies
+   * depend on the client, so they are never cached; a walk through the upstream that finds
+   * nothing gets the plain answer, resolved again.
+   */
+  #autopathed(req: Uint8Array, q: Query, ctx: Ctx): Buffer | Promise<Buffer> | undefined {
+    const w = this.#autopath?.walk(q.name, q.qtype, ctx.client, this.#chase);
+    if (w === undefined) return undefined;
+    if (!(w instanceof Promise)) return this.#walked(req, q, ctx, w);
+    const plain = (): Buffer => this.#reply(req, q, ctx, this.#resolver.resolve(q.name, q.qtype) ?? error(SERVFAIL), 'cluster');
+    return w.then(
+      (r) => (r === undefined ? plain() : this.#walked(req, q, ctx, r)),
+      (err: unknown) => {
+        this.#onError?.(err, 'autopath');
+        return plain();
+      },
+    );
+  }
+
+  #walked(req: Uint8Array, q: Query, ctx: Ctx, w: Walked): Buffer {
+    const out = this.#reply(req, q, ctx, w.answer, w.source);
+    if (w.tc) out[2] = out[2]! | TC_BYTE;
+    return out;
   }
 
   #reply(req: Uint8Array, q: Query, ctx: Ctx, ans: Answer, source: QueryEvent['source']): Buffer {
@@ -290,7 +388,8 @@ export class DnsHandler {
     // dropped at every change, and positive answers carry no SOA).
     const serialAt = dep !== undefined && ans.answer.length === 0 ? soaSerialOffset(copy) : -1;
     if (!byName.has(q.name)) this.#cacheSize++;
-    byName.set(q.name, { buf: copy, zone: zone?.name ?? this.#resolver.zoneName(q.name) ?? '.', serialAt, soaZone: serialAt >= 0 ? zone : undefined });
+    const ap = ans.rcode === NXDOMAIN && this.#autopath !== undefined && this.#autopath.candidate(q.name);
+    byName.set(q.name, { buf: copy, zone: zone?.name ?? this.#resolver.zoneName(q.name) ?? '.', serialAt, soaZone: serialAt >= 0 ? zone : undefined, ap });
     const ref: EntryRef = [slot, q.name];
     this.#refs++;
     if (dep === undefined) this.#volatile.push(ref);

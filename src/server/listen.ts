@@ -4,7 +4,8 @@
  * TCP follows RFC 7766: two-byte length framing (§8), several queries per
  * connection answered in order (§6.2.1.1), an idle timeout (§6.2.3), and bounds on
  * connections, buffered bytes and pending replies so a slow or hostile client costs
- * a fixed amount of memory.
+ * a fixed amount of memory. A zone transfer's messages (RFC 5936 §2.2) are made one
+ * at a time as the connection drains.
  */
 import dgram from 'node:dgram';
 import dns from 'node:dns';
@@ -12,6 +13,7 @@ import net from 'node:net';
 import { isIPv6 } from 'node:net';
 import { joinHostPort } from '../net/ip.js';
 import type { DnsHandler } from './handler.js';
+import { isReplyStream, type ReplyStream } from './transfer.js';
 
 export interface ListenOptions {
   readonly host: string;
@@ -70,6 +72,11 @@ export class ListenError extends Error {
 
 /** Queries of one connection awaiting an asynchronous (upstream) answer before reading stops. */
 const MAX_PENDING_QUERIES = 64;
+/**
+ * Messages of a multi-message reply (zone transfer) written in one go before yielding
+ * to the event loop, so a large transfer to a fast reader does not hold up other clients.
+ */
+const STREAM_BURST = 16;
 
 interface TcpLimits {
   readonly idle: number;
@@ -210,6 +217,8 @@ function serveTcp(
   let chain: Promise<void> = Promise.resolve();
   let asyncPending = 0;
   let writeBlocked = false;
+  /** A multi-message reply is queued or being sent (no further query is handled meanwhile). */
+  let streaming = false;
 
   const byteAt = (i: number): number => {
     let k = 0;
@@ -262,12 +271,15 @@ function serveTcp(
     readTimer.unref();
   };
 
-  const write = (b: Buffer | undefined): void => {
-    if (b === undefined || sock.destroyed) return;
+  const writeFrame = (b: Buffer): void => {
     const frame = Buffer.allocUnsafe(2 + b.length);
     frame.writeUInt16BE(b.length, 0);
     b.copy(frame, 2);
     sock.write(frame);
+  };
+  const write = (b: Buffer | undefined): void => {
+    if (b === undefined || sock.destroyed) return;
+    writeFrame(b);
     if (!writeBlocked && sock.writableLength > limits.maxPendingWrite) {
       // The client does not read its answers: stop handling its queries until it does.
       writeBlocked = true;
@@ -278,9 +290,57 @@ function serveTcp(
     }
   };
 
+  /**
+   * A multi-message reply (zone transfer, RFC 5936 §2.2): each message is made when the
+   * previous ones have left (the queue under maxPendingWrite), so what a transfer holds
+   * is one message plus the socket's queue, however large the zone and slow the reader.
+   * Resolves when the reply is complete or the connection is gone (the stream is closed).
+   */
+  const sendStream = (s: ReplyStream): Promise<void> =>
+    new Promise<void>((resolve) => {
+      let finished = false;
+      const finish = (): void => {
+        if (finished) return;
+        finished = true;
+        sock.off('close', finish);
+        sock.off('drain', step);
+        s.close();
+        resolve();
+      };
+      function step(): void {
+        if (finished) return;
+        let sent = 0;
+        while (!sock.destroyed) {
+          let b: Buffer | undefined;
+          try {
+            b = s.next();
+          } catch (err) {
+            onError(err, 'tcp-stream');
+            sock.destroy();
+            break;
+          }
+          if (b === undefined) break;
+          writeFrame(b);
+          if (sock.writableLength > limits.maxPendingWrite) {
+            sock.once('drain', step);
+            return;
+          }
+          if (++sent >= STREAM_BURST) {
+            setImmediate(step);
+            return;
+          }
+        }
+        finish();
+      }
+      sock.once('close', finish);
+      step();
+    });
+
   /** Handle every complete message we may handle now; then set flow control and the read deadline. */
   const pump = (): void => {
-    while (!sock.destroyed && !writeBlocked && asyncPending <= MAX_PENDING_QUERIES && buffered >= 2) {
+    // While a stream is being sent, later queries wait (answered in order after it, as
+    // RFC 7766 §6.2.1.1 allows), and the connection is not read.
+    while (!sock.destroyed && !writeBlocked && !streaming && asyncPending <= MAX_PENDING_QUERIES && buffered >= 2) {
       const len = (byteAt(0) << 8) | byteAt(1);
       if (len < 12) {
         // A message shorter than a header is never valid (RFC 1035 §4.1.1).
@@ -291,14 +351,25 @@ function serveTcp(
       const msg = take(2 + len).subarray(2);
       // The next message, if any bytes of it are here, started arriving no earlier than now.
       frameStart = 0;
-      let out: Buffer | undefined | Promise<Buffer | undefined>;
+      let out: Buffer | undefined | Promise<Buffer | undefined> | ReplyStream;
       try {
-        out = handler.handle(msg, 'tcp', family, sock.remoteAddress);
+        out = handler.handleTcp(msg, family, sock.remoteAddress);
       } catch (err) {
         onError(err, 'tcp-handle');
         out = undefined;
       }
-      if (out instanceof Promise) {
+      if (isReplyStream(out)) {
+        const s = out;
+        streaming = true;
+        asyncPending++;
+        chain = chain.then(() =>
+          sendStream(s).finally(() => {
+            asyncPending--;
+            streaming = false;
+            pump();
+          }),
+        );
+      } else if (out instanceof Promise) {
         const p = out;
         asyncPending++;
         chain = chain.then(() =>
@@ -315,7 +386,7 @@ function serveTcp(
       }
     }
     if (sock.destroyed) return;
-    const stalled = writeBlocked || asyncPending > MAX_PENDING_QUERIES;
+    const stalled = writeBlocked || streaming || asyncPending > MAX_PENDING_QUERIES;
     if (stalled) {
       sock.pause();
     } else if (sock.isPaused()) {

@@ -10,6 +10,7 @@ import type { EndpointSlice, Service } from '../cluster/model.js';
 import { eachAddress } from '../cluster/packed.js';
 import { EndpointNames } from './endpoints.js';
 import { exists, type ChildNames, type RecordSet, type TypeEntry } from './table.js';
+import { inZone, parseZonal, type ZonalName } from './zonal.js';
 
 export type PodsMode = 'disabled' | 'insecure' | 'verified';
 
@@ -22,6 +23,11 @@ export interface ZoneOptions {
   readonly noEndpoints: boolean;
   /** Only these namespaces are served (CoreDNS `namespaces`); undefined: all. */
   readonly namespaces: ReadonlySet<string> | undefined;
+  /**
+   * Headless services answer `<topology-zone>.pin|prefer._zone.<svc>...` (CoreDNS
+   * `zonal`; zonal.ts). Never set for a multicluster zone (node.ts zoneOptions).
+   */
+  readonly zonal?: boolean;
 }
 
 /**
@@ -63,9 +69,9 @@ function endpointLabel(ip: string, hostname: string | undefined, podName: string
  * them with `publishNotReadyAddresses` (the EndpointSlice controller marks those
  * ready; honouring the field directly covers hand-written slices too). FQDN slices
  * are skipped. Terminating endpoints are served only when still ready, as the
- * controller reports them.
+ * controller reports them. With `zone`, only endpoints in that topology zone (zonal.ts).
  */
-export function servedEndpoints(svc: Service, slices: readonly EndpointSlice[], opts: ZoneOptions): ServedEndpoint[] {
+export function servedEndpoints(svc: Service, slices: readonly EndpointSlice[], opts: ZoneOptions, zone?: string): ServedEndpoint[] {
   const out: ServedEndpoint[] = [];
   // (name, address) pairs seen: dashed ones by address, labelled ones by `label|address`.
   const dashed = new Set<string>();
@@ -75,8 +81,9 @@ export function servedEndpoints(svc: Service, slices: readonly EndpointSlice[], 
   for (const slice of sorted) {
     if (slice.addressType === 'FQDN') continue;
     const ports = slice.ports;
-    eachAddress(slice.endpoints, (ip, bits, hostname, podName) => {
+    eachAddress(slice.endpoints, (ip, bits, hostname, podName, _node, epZone) => {
       if ((bits & 1) === 0 && !svc.publishNotReadyAddresses) return;
+      if (zone !== undefined && !inZone(epZone, zone)) return;
       const label = endpointLabel(ip, hostname, podName, opts.endpointPodNames);
       if (label === undefined) {
         if (dashed.has(ip)) return;
@@ -167,6 +174,7 @@ const NONE: readonly RR[] = Object.freeze([]);
  * served endpoints), so nothing per port or per endpoint is kept here.
  */
 export class ServiceChildren implements ChildNames {
+  /** Endpoint and SRV names; zonal names (any zone label answers) are not counted. */
   readonly size: number;
   /** Whether any port makes an SRV record (the bare-name SRV set exists). */
   readonly hasSrv: boolean;
@@ -198,8 +206,9 @@ export class ServiceChildren implements ChildNames {
     this.size = (names?.size ?? 0) + srvNames(rels).size;
   }
 
-  #served(): ServedEndpoint[] {
-    return this.#opts.noEndpoints ? [] : servedEndpoints(this.#svc, this.#slices, this.#opts);
+  /** The served endpoints now; with `zone`, those in that topology zone. */
+  #served(zone?: string): ServedEndpoint[] {
+    return this.#opts.noEndpoints ? [] : servedEndpoints(this.#svc, this.#slices, this.#opts, zone);
   }
 
   /**
@@ -222,6 +231,12 @@ export class ServiceChildren implements ChildNames {
   }
 
   lookup(rel: string, name: string): Map<number, TypeEntry> | undefined {
+    // Zonal names exist below headless services only: a ClusterIP has no zone, and
+    // answering it under a pinned name would drop the pin (CoreDNS: NXDOMAIN).
+    if (this.#opts.zonal === true && this.#svc.headless) {
+      const z = parseZonal(rel);
+      if (z !== undefined) return this.#zonal(z, name);
+    }
     if (rel.charCodeAt(0) !== 95 /* _ */) {
       // An endpoint label (never starts with '_': RFC 1123 labels and dashed addresses).
       return rel.includes('.') ? undefined : this.#names?.lookup(rel, name);
@@ -232,6 +247,41 @@ export class ServiceChildren implements ChildNames {
     if (srv.has(rel)) return new Map([[Type.SRV as number, this.srv(name, rel, served)]]);
     for (const proto of srv.values()) if (proto === rel) return new Map();
     return undefined;
+  }
+
+  /**
+   * A zonal name, computed per query from the store objects: the anchor and directive
+   * names exist empty; `pin` answers the endpoints in the zone (none: NODATA, as for a
+   * drained or mistyped zone alike, the same on every replica); `prefer` falls back to
+   * every served endpoint when the zone holds none (the fallback is in the name the
+   * client chose, never a silent widening of a pin). CoreDNS kubernetes.go findServices.
+   */
+  #zonal(z: ZonalName, name: string): Map<number, TypeEntry> | undefined {
+    if (z.kind === 'nx') return undefined;
+    if (z.kind === 'ent') return new Map();
+    let eps = this.#served(z.zone);
+    if (eps.length === 0 && z.prefer) eps = this.#served();
+    return zonalRecords(name, this.#base, this.#ttl, eps);
+  }
+
+  /**
+   * Every record `lookup` answers below the service (zone transfer): each endpoint
+   * name's A/AAAA, then each `_port._proto` name's SRV set. The `_proto` parents have
+   * no records (empty non-terminals are implied by the names below them). Read from the
+   * objects this was built from, so the records are those of one store version.
+   */
+  *records(): Generator<RR> {
+    const base = this.#base;
+    const names = this.#names;
+    if (names !== undefined) {
+      for (const label of names.labels()) {
+        const sets = names.lookup(label, `${label}.${base}`);
+        if (sets === undefined) continue;
+        for (const e of sets.values()) yield* e.rrs;
+      }
+    }
+    const served = this.#svc.headless ? this.#served() : undefined;
+    for (const rel of srvNames(this.#rels(served)).keys()) yield* this.srv(`${rel}.${base}`, rel, served).rrs;
   }
 
   /** The SRV set at `name`: every port, or those whose relative name is `rel`. */
@@ -256,6 +306,26 @@ export class ServiceChildren implements ChildNames {
   }
 }
 
+/**
+ * The records at a zonal name for the endpoints it selects: A/AAAA of their addresses
+ * (de-duplicated, §2.4.1) and the headless SRV set over them (every port, targets the
+ * endpoint names `<ep>.<svc>...`, §2.4.2); other types NODATA.
+ */
+function zonalRecords(name: string, base: string, ttl: number, eps: readonly ServedEndpoint[]): Map<number, TypeEntry> {
+  const out = new Map<number, TypeEntry>();
+  const a: RR[] = [];
+  const aaaa: RR[] = [];
+  for (const ip of uniqueIPs(eps.map((e) => e.ip))) {
+    const rr = addressRR(name, ttl, ip);
+    (rr.type === Type.A ? a : aaaa).push(rr);
+  }
+  if (a.length > 0) out.set(Type.A, { rrs: a, extra: [] });
+  if (aaaa.length > 0) out.set(Type.AAAA, { rrs: aaaa, extra: [] });
+  const srv = headlessSrvSet(name, base, ttl, eps, undefined);
+  if (srv.rrs.length > 0) out.set(Type.SRV, srv);
+  return out;
+}
+
 /** Relative SRV names (`_http._tcp`) → their `_proto` parent. */
 function srvNames(rels: readonly string[]): Map<string, string> {
   const out = new Map<string, string>();
@@ -263,7 +333,7 @@ function srvNames(rels: readonly string[]): Map<string, string> {
   return out;
 }
 
-function srvRel(p: { name: string; protocol: string }): string {
+export function srvRel(p: { name: string; protocol: string }): string {
   return `_${p.name.toLowerCase()}.${protoLabel(p.protocol)}`;
 }
 
@@ -275,7 +345,7 @@ function uniqueIPs(ips: string[]): string[] {
  * A and AAAA sets at `name` (an absent family makes no set: NODATA for that type).
  * Beyond a few addresses the records are built when first asked.
  */
-function addressSets(name: string, ttl: number, ips: readonly string[]): RecordSet[] {
+export function addressSets(name: string, ttl: number, ips: readonly string[]): RecordSet[] {
   const v4 = ips.filter((ip) => !ip.includes(':'));
   const v6 = ips.filter((ip) => ip.includes(':'));
   const out: RecordSet[] = [];
@@ -296,7 +366,7 @@ function addressSets(name: string, ttl: number, ips: readonly string[]): RecordS
  * priority 0; each SRV gets floor(100·100 / sum), at least 1; the sum is taken before
  * de-duplicating on (target, port).
  */
-function srvWeight(candidates: number): number {
+export function srvWeight(candidates: number): number {
   return Math.max(1, Math.floor(100 / Math.max(1, candidates)));
 }
 

@@ -98,6 +98,16 @@ export class EndpointNames {
     for (const ip of this.#labelsOf.keys()) if (!this.#isDashed(ip)) yield ip;
   }
 
+  /** Every endpoint name's label, each once (zone transfer). */
+  *labels(): IterableIterator<string> {
+    yield* this.#byLabel.keys();
+    for (const ip of this.#dashed) {
+      const d = dashedIP(ip);
+      // A hostname may spell another address's dashed form: one name, listed once.
+      if (!this.#byLabel.has(d)) yield d;
+    }
+  }
+
   /** Records of the endpoint name `name` (= `<label>.<service>`), undefined when there is none. */
   lookup(label: string, name: string): Map<number, TypeEntry> | undefined {
     const ips = this.addresses(label);

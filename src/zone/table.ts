@@ -41,13 +41,18 @@ export interface RecordSet {
 /** Child names served on demand below one name of the table. */
 export interface ChildNames {
   /**
-   * Records of `name` (= `<rel>.<parent>`, where `rel` is one label, or two for names
-   * starting with `_`), an empty map for a name that exists without records, or
-   * undefined when there is no such name.
+   * Records of `name` (= `<rel>.<parent>`, where `rel` is the labels below the parent,
+   * which is the name's nearest ancestor in the table), an empty map for a name that
+   * exists without records, or undefined when there is no such name.
    */
   lookup(rel: string, name: string): Map<number, TypeEntry> | undefined;
   /** How many child names there are (for statistics). */
   readonly size: number;
+  /**
+   * Every record of the child names, as `lookup` answers them (zone transfer,
+   * src/zone/transfer.ts); generated as read, nothing kept.
+   */
+  records?(): Generator<RR>;
 }
 
 /** A name that exists with no records of its own (namespace, `svc.<zone>`). */
@@ -118,6 +123,16 @@ export class NameTable {
     return this.#byOwner.keys();
   }
 
+  /**
+   * Every owner's record sets as they are now. `set` replaces an owner's list and never
+   * changes one in place, and record sets are immutable, so the result is one version
+   * of the table however it changes afterwards (a zone transfer's snapshot, RFC 5936
+   * §2.2: the whole zone at one serial). Costs one array entry per owner.
+   */
+  ownerSets(): [owner: string, sets: readonly RecordSet[]][] {
+    return [...this.#byOwner];
+  }
+
   /** Whether the name exists (records, or names below it). */
   exists(name: string): boolean {
     return this.#nodes.has(name) || this.#child(name) !== undefined;
@@ -132,21 +147,19 @@ export class NameTable {
   }
 
   /**
-   * An on-demand name: `<label>.<parent>` where the parent has a directory, or, for a
-   * name starting with `_`, `<label>.<label>.<grandparent>` (a service's
-   * `_port._proto` SRV names, whose `_proto` parent is on demand too).
+   * An on-demand name: the nearest ancestor that is a node decides, through its
+   * directory (none: no such name), given the labels below it: one (a service's
+   * endpoint names), two (`_port._proto` SRV names, whose `_proto` parent is on demand
+   * too) or more (zonal names, `<topology-zone>.pin._zone`, whose zone may span labels).
    */
   #child(name: string): Map<number, TypeEntry> | undefined {
-    const dot = name.indexOf('.');
-    if (dot <= 0) return undefined;
-    const parent = name.slice(dot + 1);
-    const node = this.#nodes.get(parent);
-    if (node !== undefined) return node.dir === undefined ? undefined : node.dir.lookup(name.slice(0, dot), name);
-    if (name.charCodeAt(0) !== 95 /* _ */) return undefined;
-    const dot2 = parent.indexOf('.');
-    if (dot2 <= 0) return undefined;
-    const dir = this.#nodes.get(parent.slice(dot2 + 1))?.dir;
-    return dir === undefined ? undefined : dir.lookup(name.slice(0, dot + 1 + dot2), name);
+    for (let dot = name.indexOf('.'); dot > 0; dot = name.indexOf('.', dot + 1)) {
+      const parent = name.slice(dot + 1);
+      if (parent.length < this.#apex.length) return undefined;
+      const node = this.#nodes.get(parent);
+      if (node !== undefined) return node.dir === undefined ? undefined : node.dir.lookup(name.slice(0, dot), name);
+    }
+    return undefined;
   }
 
   #attach(owner: string, rs: RecordSet): void {

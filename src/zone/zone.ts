@@ -38,7 +38,15 @@ export class ClusterZone {
    * or undefined when everything was rebuilt.
    */
   onUpdate: ((change: ClusterChange | undefined) => void) | undefined;
-  /** The SOA serial served now (the time of the last DNS-visible change). */
+  /**
+   * The SOA serial served now: the store's `lastChange`, the time of the last
+   * DNS-visible change, which the store moves to a later second for every change (two
+   * in one second, a clock stepped back: BIND's unixtime rule), so a secondary, which
+   * transfers when the serial is newer (RFC 1035 §4.3.5), sees every change. Taken as
+   * is, not counted here: `--workers` replicas copy the primary's time, so every worker
+   * serves the same serial for the same version (a count per zone would differ between
+   * workers that applied the same changes in different batches).
+   */
   serial = 0;
 
   constructor(name: string, store: ClusterStore, opts: ZoneOptions, fallbackNS: readonly string[] = []) {
@@ -149,8 +157,8 @@ export class ClusterZone {
     const z = this.name;
     const nsName = `ns.dns.${z}`;
     const ttl = this.#opts.ttl;
+    this.serial = this.store.lastChange >>> 0;
     const soa = this.soa();
-    this.serial = soa.type === Type.SOA ? soa.soa.serial : 0;
     const sets: RecordSet[] = [
       { name: z, type: Type.SOA, rrs: [soa] },
       {
@@ -195,7 +203,7 @@ export class ClusterZone {
       soa: {
         mname: `ns.dns.${this.name}`,
         rname: `hostmaster.${this.name}`,
-        serial: this.store.lastChange >>> 0,
+        serial: this.serial,
         refresh: 7200,
         retry: 1800,
         expire: 86400,
@@ -203,4 +211,14 @@ export class ClusterZone {
       },
     };
   }
+}
+
+/**
+ * `t` when it is later than `prev` in RFC 1982 §3.2 serial order, else `prev + 1` (mod
+ * 2^32): for a serial counted by its zone. ClusterZone takes the store's time as is (the
+ * store already moves it forward per change, and replicas copy it).
+ */
+export function nextSerial(t: number, prev: number): number {
+  const d = (t - prev) >>> 0;
+  return d !== 0 && d < 0x80000000 ? t >>> 0 : (prev + 1) >>> 0;
 }

@@ -220,12 +220,19 @@ t.test('toService: ports', async (t) => {
 });
 
 t.test('toService: names, type, flags, families', async (t) => {
+  // KEP-5311 (GA in Kubernetes 1.37): Service names are DNS-1123 labels, a leading digit allowed.
+  t.equal(value(toService(svc({}, { name: '1web' }))).name, '1web');
+  t.equal(value(toService(svc({}, { name: '123' }))).name, '123', 'all digits is a DNS-1123 label too');
+  t.equal(value(toService(svc({}, { name: `9${'a'.repeat(62)}` }))).name.length, 63, '63 characters');
   t.equal(
-    error(toService(svc({}, { name: '1web' }))),
-    'metadata.name: must be a DNS-1035 label (at most 63 lowercase letters, digits or "-", starting with a letter and ending with a letter or digit), got "1web"',
+    error(toService(svc({}, { name: '-web' }))),
+    'metadata.name: must be a DNS-1123 label (at most 63 lowercase letters, digits or "-", starting and ending with a letter or digit), got "-web"',
   );
-  t.match(error(toService(svc({}, { name: 'my_svc' }))), /^metadata\.name: must be a DNS-1035 label .* got "my_svc"$/);
-  t.match(error(toService(svc({}, { name: 'Web' }))), /^metadata\.name: must be a DNS-1035 label/);
+  t.match(error(toService(svc({}, { name: 'web-' }))), /^metadata\.name: must be a DNS-1123 label .* got "web-"$/);
+  t.match(error(toService(svc({}, { name: `1${'a'.repeat(63)}` }))), /^metadata\.name: must be a DNS-1123 label .* got "1a{63}"$/, '64 characters');
+  t.match(error(toService(svc({}, { name: 'my_svc' }))), /^metadata\.name: must be a DNS-1123 label .* got "my_svc"$/);
+  t.match(error(toService(svc({}, { name: 'Web' }))), /^metadata\.name: must be a DNS-1123 label/);
+  t.match(error(toService(svc({}, { name: '1.web' }))), /^metadata\.name: must be a DNS-1123 label .* got "1\.web"$/, 'a label, not a subdomain');
   t.match(error(toService(svc({}, { namespace: 'Shop' }))), /^metadata\.namespace: must be a DNS-1123 label .* got "Shop"$/);
   t.equal(error(toService(svc({ type: 'Foo' }))), 'spec.type: must be one of ClusterIP, NodePort, LoadBalancer, ExternalName, got "Foo"');
 
@@ -520,7 +527,7 @@ t.test('toClusterObject: dispatch', async (t) => {
   t.strictSame(dep, {
     ok: false,
     unsupported: true,
-    error: 'kind: apps/v1 Deployment is not used by clusterdns (it reads v1 Namespace, Service, Endpoints, Pod and discovery.k8s.io/v1 EndpointSlice)',
+    error: 'kind: apps/v1 Deployment is not used by clusterdns (it reads v1 Namespace, Service, Endpoints, Pod, discovery.k8s.io/v1 EndpointSlice and multicluster.x-k8s.io/v1alpha1 ServiceImport)',
   });
   const bad = toClusterObject(svc({ ports: [{ port: 70000 }] }));
   t.strictSame(bad, { ok: false, error: 'spec.ports[0].port: must be 1-65535, got 70000' }, 'invalid is not unsupported');

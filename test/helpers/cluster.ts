@@ -104,6 +104,11 @@ export function fixtureStore(): ClusterStore {
       obj: { namespace: 'testns', name: 'legacy2', serviceName: 'legacy2', addressType: 'IPv4', legacy: true, labels: {}, endpoints: [ep('172.0.4.1')], ports: [] },
     });
     s.upsert({ kind: 'EndpointSlice', obj: slice('testns', 'legacy2', 'legacy2-x', [ep('172.0.4.2')], []) });
+    // One pod's address behind two services (both select it): one endpoint PTR per service.
+    s.upsert({ kind: 'Service', obj: svc('testns', 'shared-a', { clusterIPs: ['10.0.0.21'], ports: [port('http', 80)], selector: { app: 'db' } }) });
+    s.upsert({ kind: 'EndpointSlice', obj: slice('testns', 'shared-a', 'shared-a-1', [ep('10.0.0.99', { podName: 'db-0' })], [{ name: 'http', port: 80, protocol: 'TCP' }]) });
+    s.upsert({ kind: 'Service', obj: svc('testns', 'shared-b', { headless: true, ports: [port('http', 80)], selector: { app: 'db' } }) });
+    s.upsert({ kind: 'EndpointSlice', obj: slice('testns', 'shared-b', 'shared-b-1', [ep('10.0.0.99', { hostname: 'db-0', podName: 'db-0' })], [{ name: 'http', port: 80, protocol: 'TCP' }]) });
     const pod: Pod = {
       namespace: 'testns',
       name: 'pod-a',

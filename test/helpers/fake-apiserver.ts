@@ -12,6 +12,9 @@
  *    object gets DELETED, and ADDED when it starts matching.
  *  - Faults on demand (see each method): dropped, hung and ended watches, error responses, token
  *    rotation, events split across TCP chunks.
+ *  - One custom resource, the MCS-API ServiceImport (multicluster.x-k8s.io/v1alpha1), served only
+ *    while its CRD is "installed" (`serviceImports`, `setServiceImports`): like any CRD its list
+ *    items keep kind/apiVersion, and without it the group is a 404 Status.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -30,7 +33,7 @@ import {
 } from './fake-apiserver-selectors.js';
 import { generateTestPki, type TestPki } from './tls.js';
 
-export type FakeKind = 'Namespace' | 'Service' | 'Endpoints' | 'Pod' | 'EndpointSlice';
+export type FakeKind = 'Namespace' | 'Service' | 'Endpoints' | 'Pod' | 'EndpointSlice' | 'ServiceImport';
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
 
 /** Object metadata as stored (loose: tests write plain literals). */
@@ -66,6 +69,12 @@ export interface FakeApiServerOptions {
   token?: string;
   /** Serve discovery.k8s.io/v1 (EndpointSlices). false: 404 there, /apis lists no group. Default true. */
   endpointSlices?: boolean;
+  /**
+   * The ServiceImport CRD (multicluster.x-k8s.io/v1alpha1) is installed. Default false, as on
+   * a cluster without an MCS implementation: the group is absent from /apis and its paths
+   * answer 404 (a Status, "the server could not find the requested resource").
+   */
+  serviceImports?: boolean;
   /** Events kept for watch replay and continue tokens; older ones are compacted. Default 1000. */
   historySize?: number;
   /** Report a too-old watch RV as an ERROR event in a 200 stream (default, like kube-apiserver's watch cache) or as HTTP 410. */
@@ -126,8 +135,10 @@ interface ResourceInfo {
   readonly listKind: string;
   readonly plural: string;
   readonly singular: string;
-  readonly group: '' | 'discovery.k8s.io';
+  readonly group: '' | 'discovery.k8s.io' | 'multicluster.x-k8s.io';
   readonly apiVersion: string;
+  /** A custom resource (CRD): list items keep kind and apiVersion (unstructured objects do). */
+  readonly custom?: boolean;
   readonly namespaced: boolean;
   readonly shortNames: readonly string[];
   readonly fields: ReadonlySet<string>;
@@ -168,12 +179,19 @@ const RESOURCES: Readonly<Record<FakeKind, ResourceInfo>> = {
     group: 'discovery.k8s.io', apiVersion: 'discovery.k8s.io/v1', namespaced: true, shortNames: [],
     subresources: [], fields: new Set([...META_FIELDS, 'addressType']),
   },
+  ServiceImport: {
+    kind: 'ServiceImport', listKind: 'ServiceImportList', plural: 'serviceimports', singular: 'serviceimport',
+    group: 'multicluster.x-k8s.io', apiVersion: 'multicluster.x-k8s.io/v1alpha1', namespaced: true, shortNames: ['svcim'],
+    subresources: ['status'], fields: new Set(META_FIELDS), custom: true,
+  },
 };
 
 const CORE_PLURALS = new Map<string, ResourceInfo>(
   (['Namespace', 'Service', 'Endpoints', 'Pod'] as const).map((k) => [RESOURCES[k].plural, RESOURCES[k]]),
 );
 const DISCOVERY_PLURALS = new Map<string, ResourceInfo>([['endpointslices', RESOURCES.EndpointSlice]]);
+const MCS_PLURALS = new Map<string, ResourceInfo>([['serviceimports', RESOURCES.ServiceImport]]);
+const MCS_PREFIX = '/apis/multicluster.x-k8s.io/v1alpha1';
 
 const STATUS_REASONS: Readonly<Record<number, string>> = {
   400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 405: 'MethodNotAllowed',
@@ -303,6 +321,11 @@ function lowerBound(keys: readonly string[], key: string): number {
   return lo;
 }
 
+/** What the apiserver answers for the paths of an API group nobody serves (a CRD not installed). */
+function crdNotFound(): HttpError {
+  return new HttpError(404, 'the server could not find the requested resource', 'NotFound', {});
+}
+
 function withoutKind(obj: KubeObject): Record<string, unknown> {
   const { kind: _kind, apiVersion: _apiVersion, ...rest } = obj;
   return rest;
@@ -316,7 +339,7 @@ export class FakeApiServer {
   private server: http.Server | https.Server | undefined;
   private opts: Required<Omit<FakeApiServerOptions, 'tls' | 'token' | 'bookmarkIntervalMs' | 'defaultWatchTimeoutSeconds'>> &
     Pick<FakeApiServerOptions, 'bookmarkIntervalMs' | 'defaultWatchTimeoutSeconds'> = {
-    endpointSlices: true, historySize: 1000, expiredWatch: 'event', splitEvery: 4, splitDelayMs: 0, managedFields: true,
+    endpointSlices: true, serviceImports: false, historySize: 1000, expiredWatch: 'event', splitEvery: 4, splitDelayMs: 0, managedFields: true,
     gzipThreshold: 128 * 1024, initialResourceVersion: 1, gitVersion: 'v1.30.0',
   };
   private pki: TestPki | undefined;
@@ -457,6 +480,7 @@ export class FakeApiServer {
    */
   create(kind: FakeKind, obj: object): KubeObject {
     const info = RESOURCES[kind];
+    this.requireServed(info);
     const o = this.normalize(info, obj);
     const key = objectKey(info, o.metadata.namespace, o.metadata.name);
     const objects = this.objects(kind);
@@ -479,6 +503,7 @@ export class FakeApiServer {
    */
   update(kind: FakeKind, obj: object): KubeObject {
     const info = RESOURCES[kind];
+    this.requireServed(info);
     const o = this.normalize(info, obj);
     const key = objectKey(info, o.metadata.namespace, o.metadata.name);
     const objects = this.objects(kind);
@@ -604,6 +629,24 @@ export class FakeApiServer {
     this.failRules.push({ remaining: n, status, options: o });
   }
 
+  /**
+   * Installs (true) or removes (false) the ServiceImport CRD. Removing it deletes every
+   * ServiceImport (DELETED events, as the CRD's finalizer does), then ends the watches on them
+   * and makes the group a 404 again.
+   */
+  setServiceImports(installed: boolean): void {
+    if (installed === this.opts.serviceImports) return;
+    if (!installed) {
+      for (const o of this.list('ServiceImport')) this.delete('ServiceImport', o.metadata.namespace, o.metadata.name);
+      for (const w of this.watches) {
+        if (w.info.kind !== 'ServiceImport' || w.hung) continue;
+        w.queue.push(END);
+        void this.pump(w);
+      }
+    }
+    this.opts.serviceImports = installed;
+  }
+
   /** Rotates the token: from now on only `newToken` is accepted (the old one gets 401). Open watches stay open. */
   setToken(newToken: string): void {
     this.token = newToken;
@@ -645,6 +688,13 @@ export class FakeApiServer {
       this.keyCache.set(kind, keys);
     }
     return keys;
+  }
+
+  /** Writes to a custom resource need its CRD (a real server answers 404). */
+  private requireServed(info: ResourceInfo): void {
+    if (info.kind === 'ServiceImport' && !this.opts.serviceImports) {
+      throw new Error(`${info.plural}.${info.group}: the server could not find the requested resource (the CRD is not installed: setServiceImports(true))`);
+    }
   }
 
   private objects(kind: FakeKind): Map<string, KubeObject> {
@@ -900,7 +950,18 @@ export class FakeApiServer {
         return this.sendJson(res, rec, 200, {
           kind: 'APIGroupList',
           apiVersion: 'v1',
-          groups: slices ? [this.discoveryGroup()] : [],
+          groups: [...(slices ? [this.discoveryGroup()] : []), ...(this.opts.serviceImports ? [this.mcsGroup()] : [])],
+        });
+      case '/apis/multicluster.x-k8s.io':
+        if (!this.opts.serviceImports) throw crdNotFound();
+        return this.sendJson(res, rec, 200, { kind: 'APIGroup', apiVersion: 'v1', ...this.mcsGroup() });
+      case MCS_PREFIX:
+        if (!this.opts.serviceImports) throw crdNotFound();
+        return this.sendJson(res, rec, 200, {
+          kind: 'APIResourceList',
+          apiVersion: 'v1',
+          groupVersion: 'multicluster.x-k8s.io/v1alpha1',
+          resources: this.apiResources(RESOURCES.ServiceImport),
         });
       case '/apis/discovery.k8s.io':
         if (!slices) return this.notFoundPage(res, rec);
@@ -931,6 +992,10 @@ export class FakeApiServer {
     } else if (slices && path.startsWith('/apis/discovery.k8s.io/v1/')) {
       rest = path.slice('/apis/discovery.k8s.io/v1/'.length).split('/');
       plurals = DISCOVERY_PLURALS;
+    } else if (path.startsWith(`${MCS_PREFIX}/`)) {
+      if (!this.opts.serviceImports) throw crdNotFound();
+      rest = path.slice(MCS_PREFIX.length + 1).split('/');
+      plurals = MCS_PLURALS;
     }
     if (!rest || !plurals || rest.some((s) => s === '')) return this.notFoundPage(res, rec);
     const seg = rest.map(decodeURIComponent);
@@ -973,6 +1038,11 @@ export class FakeApiServer {
   private discoveryGroup(): object {
     const v = { groupVersion: 'discovery.k8s.io/v1', version: 'v1' };
     return { name: 'discovery.k8s.io', versions: [v], preferredVersion: v };
+  }
+
+  private mcsGroup(): object {
+    const v = { groupVersion: 'multicluster.x-k8s.io/v1alpha1', version: 'v1alpha1' };
+    return { name: 'multicluster.x-k8s.io', versions: [v], preferredVersion: v };
   }
 
   private versionInfo(): object {
@@ -1128,7 +1198,7 @@ export class FakeApiServer {
       kind: info.listKind,
       apiVersion: info.apiVersion,
       metadata,
-      items: page.map(withoutKind),
+      items: info.custom === true ? page : page.map(withoutKind),
     });
   }
 

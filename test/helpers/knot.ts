@@ -200,3 +200,110 @@ export async function freePort(): Promise<number> {
     if (udpFree) return port;
   }
 }
+
+export interface KnotSecondaryOptions {
+  /** The zone to transfer. */
+  readonly zone: string;
+  /** The primary (clusterdns): Knot's `remote`, and the only address NOTIFY is accepted from. */
+  readonly primary: { readonly host: string; readonly port: number };
+  /** Knot's own port (the primary's `transferNotify` names it); default: a free one. */
+  readonly port?: number;
+  /** Wait at most this long for the first transfer (ms). Default 10 s. */
+  readonly timeoutMs?: number;
+}
+
+/**
+ * The knot.conf of a secondary of `zone` (README "Zone transfer to a secondary" shows
+ * the same settings): the primary as a `remote`, an `acl` accepting its NOTIFY (and
+ * allowing AXFR out to 127.0.0.1, so tests can compare), and the zone kept only in
+ * memory and the journal under `dir`.
+ */
+export function knotSecondaryConf(dir: string, port: number, o: KnotSecondaryOptions): string {
+  return `server:
+    rundir: "${dir}/run"
+    listen: 127.0.0.1@${port}
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+control:
+    listen: "${dir}/run/knot.sock"
+log:
+  - target: stderr
+    any: info
+database:
+    storage: "${dir}/storage"
+remote:
+  - id: clusterdns
+    address: ${o.primary.host}@${o.primary.port}
+acl:
+  - id: notify-from-clusterdns
+    address: ${o.primary.host}
+    action: notify
+  - id: transfer-to-tests
+    address: 127.0.0.1
+    action: transfer
+template:
+  - id: default
+    storage: "${dir}/zones"
+    file: "%s.zone"
+    zonefile-sync: -1
+    zonefile-load: none
+    journal-content: none
+zone:
+  - domain: ${o.zone}
+    master: clusterdns
+    acl: [notify-from-clusterdns, transfer-to-tests]
+`;
+}
+
+/**
+ * Start knotd as a secondary of `o.primary` for `o.zone`; resolves once it has
+ * transferred the zone (answers its SOA). Undefined when knotd is missing (skipped, or
+ * failed under CI=true). Stopped, and its temp dir removed, in teardown.
+ */
+export async function startKnotSecondary(t: Test, o: KnotSecondaryOptions): Promise<Knot | undefined> {
+  const bin = knotdPath();
+  if (bin === undefined) {
+    knotMissing(t);
+    return undefined;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'clusterdns-knot2-'));
+  for (const d of ['run', 'storage', 'zones']) mkdirSync(join(dir, d));
+  const port = o.port ?? (await freePort());
+  writeFileSync(join(dir, 'knot.conf'), knotSecondaryConf(dir, port, o));
+  const proc: ChildProcess = spawn(bin, ['-c', join(dir, 'knot.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGTERM');
+      const killer = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(killer);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  t.teardown(stop);
+  const deadline = Date.now() + (o.timeoutMs ?? 10_000);
+  for (;;) {
+    if (proc.exitCode !== null || proc.signalCode !== null) {
+      await stop();
+      throw new Error(`knotd exited: ${log}`);
+    }
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`knotd did not transfer ${o.zone} within ${o.timeoutMs ?? 10_000} ms: ${log}`);
+    }
+    const ok = await udpExchange(port, makeQuery(o.zone, 'SOA'), '127.0.0.1', 200).then(
+      (b) => (b[3]! & 0xf) === 0 && b.readUInt16BE(6) > 0,
+      () => false,
+    );
+    if (ok) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { host: '127.0.0.1', port, dir, log: () => log, stop };
+}

@@ -136,7 +136,7 @@ t.test('no matching pod: one empty placeholder slice per family', async (t) => {
   t.same(h.slices('default/lonely').map((s) => `${s.name}:${endpointList(s.endpoints).length}:${s.ports.length}`), ['lonely-ipv4-0:0:0']);
 });
 
-t.test('endpoints written in the files: replaced for selector Services (reported once), kept otherwise', async (t) => {
+t.test('endpoints written in the files: the controller-labelled slices and the Endpoints of selector Services replaced (reported once), the rest kept', async (t) => {
   const slice = (name: string, service: string, ip: string, managedBy?: string) => ({
     apiVersion: 'discovery.k8s.io/v1',
     kind: 'EndpointSlice',
@@ -161,22 +161,26 @@ t.test('endpoints written in the files: replaced for selector Services (reported
     ),
   });
   const sel = h.slices('default/sel');
-  t.same(sel.map((s) => `${s.name} ${endpointList(s.endpoints).map((e) => e.addresses[0]).join(',')}`), ['sel-foreign 10.244.9.3', 'sel-ipv4-0 10.244.4.1'], 'generated + the foreign one');
+  t.same(
+    sel.map((s) => `${s.name} ${endpointList(s.endpoints).map((e) => e.addresses[0]).join(',')}`),
+    ['sel-foreign 10.244.9.3', 'sel-ipv4-0 10.244.4.1', 'sel-unlabelled 10.244.9.2'],
+    'generated + the foreign one + the unlabelled one (not the controller\'s: no managed-by)',
+  );
   t.equal(h.store().legacyEndpoints.get('default/sel'), undefined, 'legacy Endpoints of a selector Service replaced');
   t.same(h.slices('default/manual').map((s) => s.name), ['manual-1'], 'selectorless: as written');
   t.same(h.slices('default/legacy').map((s) => `${s.legacy} ${endpointList(s.endpoints)[0]?.addresses[0]}`), ['true 10.244.8.2']);
   const replaced = h.registry.zone(ZONE).anomalies().filter((a) => a.kind === 'replaced-slice');
   t.same(replaced.map((a) => `${a.objectKind} ${a.name} ${a.severity} #${a.doc}`).sort(), [
     'EndpointSlice sel-by-controller info #3',
-    'EndpointSlice sel-unlabelled info #4',
     'Endpoints sel info #6',
   ]);
+  t.match(replaced.find((a) => a.name === 'sel-by-controller')?.message, /managed by endpointslice-controller\.k8s\.io are generated from its Pods \(remove the endpointslice\.kubernetes\.io\/managed-by label/);
   const logged = () => h.logs.filter((l) => l.msg.startsWith('endpoints written in the files replaced'));
-  t.equal(logged().length, 3);
+  t.equal(logged().length, 2);
   t.equal(logged()[0]?.level, 'info');
   h.write('b.yaml', docs(svc('x')));
   await h.reload();
-  t.equal(logged().length, 3, 'reported once');
+  t.equal(logged().length, 2, 'reported once');
 });
 
 t.test('unit: PodIndex, findPort and buildEndpointSlices on slim objects', async (t) => {

@@ -2,10 +2,11 @@
  * What the API source does to slim objects before they enter the store: a slice's
  * endpoints are packed into columns (`packed.ts`: an address slot and a condition digit
  * per endpoint instead of an object, an address array and a conditions object), losing
- * the fields DNS never reads (node, zone, and the pod name unless `endpointPodNames` is
- * on); and the small, endlessly repeated parts are shared: pods' node names and phases
- * (a few hundred distinct strings across 150,000 objects) and port lists (the same for
- * every slice of a service, often for every service of an app).
+ * the fields DNS never reads (node unless the proxy runs, zone unless `zonal` is on, the
+ * pod name unless `endpointPodNames` is on); and the small, endlessly repeated parts are
+ * shared: pods' node names and phases (a few hundred distinct strings across 150,000
+ * objects), zone names and port lists (the same for every slice of a service, often for
+ * every service of an app).
  *
  * Shared values are frozen and structurally identical to what they replace, so the store's
  * deep equality (no-op update detection) sees no difference, and is faster for them (`===`).
@@ -48,17 +49,21 @@ export interface InternerOptions {
   readonly keepPodNames: boolean;
   /** Keep endpoints' node names (the service proxy's internalTrafficPolicy: Local). */
   readonly keepNodeNames?: boolean;
+  /** Keep endpoints' topology zones (only the `zonal` names read them). */
+  readonly keepZones?: boolean;
 }
 
 export class Interner {
   readonly #keepPodNames: boolean;
   readonly #keepNodeNames: boolean;
+  readonly #keepZones: boolean;
   readonly #strings = new Table<string>();
   readonly #json = new Table<unknown>();
 
   constructor(opts: InternerOptions = { keepPodNames: true }) {
     this.#keepPodNames = opts.keepPodNames;
     this.#keepNodeNames = opts.keepNodeNames === true;
+    this.#keepZones = opts.keepZones === true;
   }
 
   /** Entries held (for tests). */
@@ -85,9 +90,10 @@ export class Interner {
 
   #slice(s: EndpointSlice): EndpointSlice {
     // Only what DNS reads: addresses, conditions, hostname (and the pod name for
-    // endpointPodNames), packed into columns. nodeName and zone feed topology routing,
-    // not DNS; an API endpoint carries them always.
-    const endpoints = packEndpoints(s.endpoints, this.#keepPodNames, this.#keepNodeNames, (n) => this.string(n));
+    // endpointPodNames), packed into columns. nodeName feeds only the service proxy and
+    // zone only the `zonal` names: each is kept just when that reader is on, though an
+    // API endpoint carries them always.
+    const endpoints = packEndpoints(s.endpoints, this.#keepPodNames, this.#keepNodeNames, (n) => this.string(n), this.#keepZones);
     const ports = this.value(s.ports);
     return endpoints === s.endpoints && ports === s.ports ? s : { ...s, endpoints, ports };
   }
@@ -127,6 +133,11 @@ export class Interner {
       }
       case 'Namespace':
         return o;
+      case 'ServiceImport': {
+        // Ports shared like a Service's: an import repeats its exported Service's list.
+        const ports = this.value(o.obj.ports);
+        return ports === o.obj.ports ? o : { kind: o.kind, obj: { ...o.obj, ports } };
+      }
     }
   }
 }

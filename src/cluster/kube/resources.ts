@@ -5,7 +5,10 @@
  * applies to Services, EndpointSlices (the EndpointSlice controller copies Service labels
  * onto slices), legacy Endpoints (the Endpoints controller does the same) and Pods, as
  * CoreDNS's `labels` option; `namespaceLabels` to Namespaces. Pods are listed without
- * the phases that can no longer serve (CoreDNS's field selector).
+ * the phases that can no longer serve (CoreDNS's field selector). ServiceImports (a CRD,
+ * watched only with `multicluster`) take no selector: an MCS controller creates them, so
+ * they carry none of the exported Service's labels (CoreDNS puts its namespace selector
+ * on them; here `namespaceLabels` gates them by namespace like every namespaced kind).
  */
 import type { Kind } from '../model.js';
 
@@ -68,5 +71,11 @@ export function podsSpec(o: ResourceOptions): ResourceSpec {
   };
 }
 
+export function serviceImportsSpec(_o: ResourceOptions): ResourceSpec {
+  return { kind: 'ServiceImport', resource: 'serviceimports', path: `${MCS_V1ALPHA1_PATH}/serviceimports`, bulky: false };
+}
+
 /** The discovery document that says whether EndpointSlices are served. */
 export const DISCOVERY_V1_PATH = '/apis/discovery.k8s.io/v1';
+/** The discovery document of the MCS-API CRDs: 404 (or no `serviceimports`) until installed. */
+export const MCS_V1ALPHA1_PATH = '/apis/multicluster.x-k8s.io/v1alpha1';

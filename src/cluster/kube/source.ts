@@ -3,7 +3,8 @@
  *
  * It lists and watches Namespaces, Services, discovery.k8s.io/v1 EndpointSlices (or, on
  * an API server that does not serve them, legacy v1 Endpoints: discovery is asked once at
- * start) and, when asked, Pods — one `ResourceWatcher` loop each — and writes slim
+ * start), when asked, Pods and, with `multicluster`, MCS-API ServiceImports (a CRD, see
+ * `#discoverImports`) — one `ResourceWatcher` loop each — and writes slim
  * objects into `store` through `StoreWriter` (which implements `namespaceLabels`). The DNS
  * side reads only the store, so nothing in the answer path knows which source feeds it.
  *
@@ -28,14 +29,26 @@ import {
   DISCOVERY_V1_PATH,
   endpointSlicesSpec,
   legacyEndpointsSpec,
+  MCS_V1ALPHA1_PATH,
   namespacesSpec,
   podsSpec,
+  serviceImportsSpec,
   servicesSpec,
   type ResourceSpec,
 } from './resources.js';
 import { labelSelectorError } from './selector.js';
 import { ResourceWatcher, type ResourceStatus, type RestartReason } from './watcher.js';
 import { StoreWriter } from './writer.js';
+
+/**
+ * 150 s, config `watchTimeout`'s default: the apiserver sends a bookmark on an open watch
+ * (KEP-956) about once a minute (its watch cache's `defaultBookmarkFrequency`), so 2.5 of
+ * those intervals of silence mean a dead connection (a NAT or proxy that dropped it
+ * without a reset), not a quiet cluster. Each watch also asks the server to end it after
+ * 50–90% of this (`timeoutSeconds`, watcher.ts), so a healthy quiet watch is renewed by
+ * the server before the watchdog fires.
+ */
+export const DEFAULT_WATCH_TIMEOUT_MS = 150_000;
 
 export interface KubeSourceOptions {
   /** Path of a kubeconfig file. */
@@ -53,15 +66,25 @@ export interface KubeSourceOptions {
   /** Watch Pods (`pods: verified`, `endpointPodNames` needs, embedded controllers). */
   readonly watchPods: boolean;
   /**
+   * Watch multicluster.x-k8s.io/v1alpha1 ServiceImports (config `multicluster` not empty).
+   * The slices that feed them come with the EndpointSlice watch anyway.
+   */
+  readonly multicluster?: boolean | undefined;
+  /**
    * Keep endpoints' pod names (`targetRef.name`): only `endpointPodNames` reads them.
    * Default false: at 150k endpoints they are ~7 MB nobody asks for.
    */
   readonly endpointPodNames?: boolean | undefined;
   /** Keep endpoints' node names: the service proxy (internalTrafficPolicy: Local) reads them. */
   readonly endpointNodeNames?: boolean | undefined;
+  /** Keep endpoints' topology zones: only `zonal` reads them (CoreDNS keeps them only then too). */
+  readonly endpointZones?: boolean | undefined;
   /** start() resolves after this even if not synced (CoreDNS `startup_timeout`). Default 5000. */
   readonly startupTimeoutMs?: number | undefined;
-  /** Abandon and restart a watch silent for this long. Default 300,000. */
+  /**
+   * Abandon and restart a watch silent for this long (config `watchTimeout`). Default
+   * {@link DEFAULT_WATCH_TIMEOUT_MS}.
+   */
   readonly watchTimeoutMs?: number | undefined;
   /** Deadline of one list page. Default 60,000. */
   readonly listTimeoutMs?: number | undefined;
@@ -96,12 +119,23 @@ export interface KubeSourceStatus {
   readonly client: ClientDescription;
   /** Which endpoints API is used; undefined until discovery answered. */
   readonly endpoints: 'EndpointSlice' | 'Endpoints' | undefined;
+  /**
+   * ServiceImports: `off` (no `multicluster`), `pending` (discovery not answered yet),
+   * `absent` (the CRD is not installed: nothing to watch, checked again with backoff),
+   * `watching`.
+   */
+  readonly serviceImports: ImportsState;
   /** True while some resource is failing (its last attempt failed). */
   readonly outage: boolean;
   /** Objects held out of the store because their namespace does not match namespaceLabels. */
   readonly parked: number;
   readonly resources: readonly ResourceStatus[];
 }
+
+export type ImportsState = 'off' | 'pending' | 'absent' | 'watching';
+
+/** The ServiceImports collection's name in logs, events and status(). */
+const IMPORTS = 'serviceimports';
 
 export class KubeSource {
   /** The cluster view this source writes (one store: the cluster domain is the caller's choice). */
@@ -116,6 +150,12 @@ export class KubeSource {
   #discoveryWake: (() => void) | undefined;
   #discovery: Promise<void> | undefined;
   #discoveryChannel: Channel | undefined;
+  #imports: ImportsState = 'off';
+  #importsDiscovery: Promise<void> | undefined;
+  #importsWake: (() => void) | undefined;
+  #importsChannel: Channel | undefined;
+  /** The ServiceImports watch got 404 (the CRD was removed): warned once until it is back. */
+  #importsGone = false;
   #started: Promise<void> | undefined;
   #startedAt = 0;
   #startTimer: NodeJS.Timeout | undefined;
@@ -143,7 +183,11 @@ export class KubeSource {
     this.#client = loadClientConfig(opts);
     this.store = new Store();
     const gated = opts.namespaceLabels !== undefined && opts.namespaceLabels.trim() !== '';
-    this.#writer = new StoreWriter(this.store, gated, { keepPodNames: opts.endpointPodNames === true, keepNodeNames: opts.endpointNodeNames === true });
+    this.#writer = new StoreWriter(this.store, gated, {
+      keepPodNames: opts.endpointPodNames === true,
+      keepNodeNames: opts.endpointNodeNames === true,
+      keepZones: opts.endpointZones === true,
+    });
     this.#events.onListenerError = (name, err) =>
       this.#log.error('a Kubernetes source event listener failed (reported once per listener)', { event: name, err: describeError(err) });
   }
@@ -163,6 +207,7 @@ export class KubeSource {
       synced: this.#synced,
       client: this.#client.describe(),
       endpoints: this.#endpoints,
+      serviceImports: this.#imports,
       outage: this.#failing.size > 0,
       parked: this.#writer.parkedCount,
       resources: this.#watchers.map((w) => w.status()),
@@ -191,7 +236,7 @@ export class KubeSource {
         const pending = this.#watchers.filter((w) => !w.synced).map((w) => w.spec.resource);
         this.#log.warn('Kubernetes API not synced within the startup timeout: answering anyway, SERVFAIL instead of NXDOMAIN until synced', {
           startupTimeoutMs: timeout,
-          pending: this.#endpoints === undefined ? [...pending, 'discovery'] : pending,
+          pending: [...pending, ...(this.#endpoints === undefined ? ['discovery'] : []), ...(this.#imports === 'pending' ? [`${IMPORTS} discovery`] : [])],
           error: [...this.#failing.values()][0]?.error,
         });
       }
@@ -208,12 +253,17 @@ export class KubeSource {
       labels: this.#opts.labels,
       namespaceLabels: this.#opts.namespaceLabels,
       pods: this.#opts.watchPods,
+      serviceImports: this.#opts.multicluster === true,
     });
     const o = { labels: this.#opts.labels, namespaceLabels: this.#opts.namespaceLabels };
     this.#add(namespacesSpec(o));
     this.#add(servicesSpec(o));
     if (this.#opts.watchPods) this.#add(podsSpec(o));
     this.#discovery = this.#discover();
+    if (this.#opts.multicluster === true) {
+      this.#imports = 'pending';
+      this.#importsDiscovery = this.#discoverImports();
+    }
     return this.#started;
   }
 
@@ -225,7 +275,9 @@ export class KubeSource {
     this.#settleStart();
     this.#discoveryWake?.();
     this.#discoveryChannel?.abortAll();
-    await Promise.all([this.#discovery, ...this.#watchers.map((w) => w.stop())]);
+    this.#importsWake?.();
+    this.#importsChannel?.abortAll();
+    await Promise.all([this.#discovery, this.#importsDiscovery, ...this.#watchers.map((w) => w.stop())]);
     this.#client.destroy();
   }
 
@@ -248,7 +300,7 @@ export class KubeSource {
       sink: this.#writer,
       backoff: this.#backoff(),
       pageSize: Math.max(1, this.#opts.pageSize ?? 500),
-      watchTimeoutMs: Math.max(1, this.#opts.watchTimeoutMs ?? 300_000),
+      watchTimeoutMs: Math.max(1, this.#opts.watchTimeoutMs ?? DEFAULT_WATCH_TIMEOUT_MS),
       listTimeoutMs: Math.max(1, this.#opts.listTimeoutMs ?? 60_000),
       hooks: {
         onEvent: (type) => this.#events.emit('event', { resource, type }),
@@ -313,8 +365,76 @@ export class KubeSource {
     }
   }
 
+  /**
+   * Whether the ServiceImport CRD is served; until it is, retried with backoff (capped, as
+   * every loop here), after one warning. Absent, there is nothing to list: the source
+   * counts as synced without it (the multicluster zones serve no imports, every other
+   * zone is unaffected), and once the CRD appears its watch starts like any other.
+   * Any other failure is an API failure as for the rest (outage bookkeeping), and holds
+   * the first sync back, as the EndpointSlice discovery does: imports that exist must not
+   * be NXDOMAIN because we did not ask yet.
+   */
+  async #discoverImports(): Promise<void> {
+    const channel = this.#client.channel();
+    this.#importsChannel = channel;
+    const failures = this.#backoff();
+    const absentRetry = this.#backoff();
+    let warned = false;
+    while (!this.#stopped) {
+      let delay: number;
+      try {
+        const res = await getJSON(channel, MCS_V1ALPHA1_PATH, {}, { timeoutMs: this.#opts.listTimeoutMs ?? 60_000 });
+        this.#healthy(`${IMPORTS} discovery`);
+        const resources = (res.body as { resources?: { name?: unknown }[] }).resources;
+        if (Array.isArray(resources) && resources.some((r) => r?.name === IMPORTS)) break;
+        delay = absentRetry.next();
+      } catch (err) {
+        if (this.#stopped) return;
+        if (statusOf(err) !== 404) {
+          delay = failures.next();
+          this.#failed(`${IMPORTS} discovery`, err as Error, 'list', delay);
+          await this.#importsSleep(delay);
+          continue;
+        }
+        this.#healthy(`${IMPORTS} discovery`);
+        delay = absentRetry.next();
+      }
+      failures.reset();
+      if (!warned) {
+        warned = true;
+        this.#log.warn('the ServiceImport CRD (multicluster.x-k8s.io/v1alpha1) is not installed: multicluster zones serve no imports until it is; checking again with backoff', {
+          path: MCS_V1ALPHA1_PATH,
+          retryMs: delay,
+        });
+      }
+      if (this.#imports !== 'absent') {
+        this.#imports = 'absent';
+        this.#checkSynced();
+      }
+      await this.#importsSleep(delay);
+    }
+    if (this.#stopped) return;
+    if (warned) this.#log.info('the ServiceImport CRD is installed now: watching ServiceImports', { path: MCS_V1ALPHA1_PATH });
+    this.#imports = 'watching';
+    this.#add(serviceImportsSpec({}));
+  }
+
+  #importsSleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.#importsWake = undefined;
+        resolve();
+      }, ms);
+      this.#importsWake = () => {
+        clearTimeout(t);
+        this.#importsWake = undefined;
+        resolve();
+      };
+    });
+  }
+
   #checkSynced(): void {
-    if (this.#synced || this.#endpoints === undefined) return;
+    if (this.#synced || this.#endpoints === undefined || this.#imports === 'pending') return;
     if (!this.#watchers.every((w) => w.synced)) return;
     this.#synced = true;
     const ms = Date.now() - this.#startedAt;
@@ -326,6 +446,7 @@ export class KubeSource {
       endpointSlices: s.slices.size,
       endpoints: s.legacyEndpoints.size,
       pods: s.pods.size,
+      ...(this.#imports === 'off' ? {} : { serviceImports: s.serviceImports.size }),
     });
     if (this.#startTimer !== undefined) clearTimeout(this.#startTimer);
     this.#startTimer = undefined;
@@ -345,6 +466,15 @@ export class KubeSource {
     // A refused token may have been rotated under us: read the token files again.
     if (status === 401) this.#client.invalidateTokens();
     this.#events.emit('failure', { resource, error, status, delayMs });
+    if (resource === IMPORTS && status === 404) {
+      // The CRD was removed under a running watch: not an API outage. The imports we had
+      // keep serving (as in any outage) and the watch retries with backoff.
+      if (!this.#importsGone) {
+        this.#importsGone = true;
+        this.#log.warn('the ServiceImport CRD is not served any more (404): keeping the last ServiceImports, retrying with backoff', { phase, error });
+      }
+      return;
+    }
     const f = this.#failing.get(resource) ?? { error, count: 0 };
     f.error = error;
     f.count++;
@@ -364,6 +494,10 @@ export class KubeSource {
   }
 
   #healthy(resource: string): void {
+    if (resource === IMPORTS && this.#importsGone) {
+      this.#importsGone = false;
+      this.#log.info('the ServiceImport CRD is served again', {});
+    }
     if (!this.#failing.delete(resource) || this.#failing.size > 0) return;
     const since = this.#outageSince ?? Date.now();
     const seconds = Math.round((Date.now() - since) / 100) / 10;

@@ -5,8 +5,11 @@
  *   if (opts.kube !== undefined) return kubeSources({ ...opts.kube, config: opts.config }, log);
  *
  * One zone (the cluster domain given with --domain), one store. Config keys: `labels`,
- * `namespaceLabels`, `startupTimeout` (seconds); Pods are watched only for `pods: verified`
- * (`endpointPodNames` reads `targetRef.name` from the slices, no pod watch needed).
+ * `namespaceLabels`, `startupTimeout` and `watchTimeout` (seconds); Pods are watched only
+ * for `pods: verified` (`endpointPodNames` reads `targetRef.name` from the slices, no pod
+ * watch needed);
+ * ServiceImports only with `multicluster` (the multicluster zones are served by the DNS
+ * node from this same store).
  * The option types are this module's own: nothing under src/cluster imports the
  * composition root (its config.ts, sources.ts).
  */
@@ -40,6 +43,15 @@ export interface KubeSourcesConfig {
   /** CoreDNS `pods` mode: Pods are watched only for `verified`. */
   readonly pods: string;
   readonly endpointPodNames: boolean;
+  /** `multicluster` zones: ServiceImports are watched only when there is one (read at start). */
+  readonly multicluster?: readonly string[];
+  /** `zonal`: endpoints' topology zones are kept (read at start, like endpointPodNames). */
+  readonly zonal?: boolean;
+  /**
+   * Seconds a watch may stay silent (no event, bookmark or headers) before it is abandoned
+   * and restarted (read at start). Undefined: KubeSource's default, the same 150 s.
+   */
+  readonly watchTimeout?: number;
 }
 
 export interface KubeSources extends StoreSources {
@@ -57,9 +69,12 @@ export function kubeSources(opts: KubeSourcesOptions, log: Logger): KubeSources 
     labels: opts.config.labels,
     namespaceLabels: opts.config.namespaceLabels,
     watchPods: opts.config.pods === 'verified',
+    multicluster: (opts.config.multicluster?.length ?? 0) > 0,
     endpointPodNames: opts.config.endpointPodNames,
     endpointNodeNames: opts.proxy === true,
+    endpointZones: opts.config.zonal === true,
     startupTimeoutMs: opts.config.startupTimeout * 1000,
+    ...(opts.config.watchTimeout === undefined ? {} : { watchTimeoutMs: opts.config.watchTimeout * 1000 }),
     log: sourceLog(log),
     ...opts.tuning,
   });

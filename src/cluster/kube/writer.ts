@@ -4,12 +4,12 @@
  *
  * With `namespaceLabels` (CoreDNS `namespace_labels`), Namespaces are watched with that
  * selector, so the store holds exactly the matching ones, and a namespace that does not
- * match counts as nonexistent: its Services, EndpointSlices, Endpoints and Pods are kept
- * out of the store. They are held aside here ("parked", slim objects only) so that when a
- * namespace starts matching (a label is added: the watch reports it ADDED) its names
- * appear at once without relisting anything, and when it stops matching (DELETED) they
- * leave the store together. Without `namespaceLabels` every object goes straight to the
- * store.
+ * match counts as nonexistent: its Services, EndpointSlices, Endpoints, Pods and
+ * ServiceImports are kept out of the store. They are held aside here ("parked", slim
+ * objects only) so that when a namespace starts matching (a label is added: the watch
+ * reports it ADDED) its names appear at once without relisting anything, and when it
+ * stops matching (DELETED) they leave the store together. Without `namespaceLabels`
+ * every object goes straight to the store.
  *
  * Lists are written with `store.replace`, a diff: objects present before and after are
  * never removed in between, so a relist never opens a window of missing names.
@@ -39,7 +39,7 @@ export interface WatchSink {
 }
 
 type NamespacedKind = Exclude<Kind, 'Namespace'>;
-const NAMESPACED: readonly NamespacedKind[] = ['Service', 'EndpointSlice', 'Endpoints', 'Pod'];
+const NAMESPACED: readonly NamespacedKind[] = ['Service', 'EndpointSlice', 'Endpoints', 'Pod', 'ServiceImport'];
 
 function namespaceOfKey(key: string): string {
   const i = key.indexOf('/');
@@ -53,10 +53,14 @@ export class StoreWriter implements WatchSink {
   readonly #parked = new Map<string, Map<NamespacedKind, Map<string, ClusterObject>>>();
   readonly #interner: Interner;
 
-  constructor(store: ClusterStore, gated: boolean, opts: { readonly keepPodNames?: boolean; readonly keepNodeNames?: boolean } = {}) {
+  constructor(
+    store: ClusterStore,
+    gated: boolean,
+    opts: { readonly keepPodNames?: boolean; readonly keepNodeNames?: boolean; readonly keepZones?: boolean } = {},
+  ) {
     this.store = store;
     this.gated = gated;
-    this.#interner = new Interner({ keepPodNames: opts.keepPodNames ?? true, keepNodeNames: opts.keepNodeNames === true });
+    this.#interner = new Interner({ keepPodNames: opts.keepPodNames ?? true, keepNodeNames: opts.keepNodeNames === true, keepZones: opts.keepZones === true });
   }
 
   /** Objects held aside because their namespace does not match (all kinds). */
@@ -152,6 +156,7 @@ export class StoreWriter implements WatchSink {
       EndpointSlice: this.store.slices,
       Endpoints: this.store.legacyEndpoints,
       Pod: this.store.pods,
+      ServiceImport: this.store.serviceImports,
     };
     for (const kind of NAMESPACED) {
       const moving: string[] = [];
