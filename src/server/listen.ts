@@ -2,9 +2,12 @@
  * UDP and TCP listeners for one `--dns HOST:PORT` address.
  *
  * TCP follows RFC 7766: two-byte length framing (§8), several queries per
- * connection answered in order (§6.2.1.1), an idle timeout (§6.2.3), and bounds on
- * connections, buffered bytes and pending replies so a slow or hostile client costs
- * a fixed amount of memory. A zone transfer's messages (RFC 5936 §2.2) are made one
+ * connection answered in order (§6.2.1.1), an idle timeout (§6.2.3) that shrinks as
+ * the connection slots fill, and bounds on connections, buffered bytes and pending
+ * replies so a slow or hostile client costs a fixed amount of memory. At the cap, a
+ * new connection takes the slot of the one idle longest (§6.2.3: the server may close
+ * idle connections "to free up resources"), so held-open connections cannot lock out
+ * a real client. A zone transfer's messages (RFC 5936 §2.2) are made one
  * at a time as the connection drains.
  */
 import dgram from 'node:dgram';
@@ -72,6 +75,46 @@ export class ListenError extends Error {
 
 /** Queries of one connection awaiting an asynchronous (upstream) answer before reading stops. */
 const MAX_PENDING_QUERIES = 64;
+/** The shortest idle timeout under pressure (a client gets this long to send its query). */
+const MIN_IDLE_TIMEOUT = 1_000;
+
+/**
+ * The idle timeout for a connection accepted when `open` of `max` slots are taken: the
+ * configured one up to half full, then falling linearly to MIN_IDLE_TIMEOUT at the cap,
+ * as Unbound shortens tcp-idle-timeout when its free TCP slots run out (RFC 7766
+ * §6.2.3: servers "may shorten the timeout" under load).
+ */
+export function idleTimeoutFor(open: number, max: number, idle: number): number {
+  const half = max / 2;
+  if (open <= half || idle <= MIN_IDLE_TIMEOUT) return idle;
+  const left = Math.max(0, max - open) / (max - half);
+  return Math.max(MIN_IDLE_TIMEOUT, Math.round(idle * left));
+}
+
+/** What the accept path needs to know of an open connection. */
+interface ConnState {
+  /** performance.now() of the last byte read or reply written. */
+  last: number;
+  /** A query is being answered (asynchronously) or a transfer is being sent. */
+  busy: boolean;
+}
+
+/**
+ * The connection idle longest with nothing in flight, or undefined when every one is
+ * busy. O(connections), on accept at the cap only (at most maxConns, 1,000 by default).
+ */
+function idlest(conns: Map<net.Socket, ConnState>): net.Socket | undefined {
+  let best: net.Socket | undefined;
+  let bestLast = Infinity;
+  for (const [sock, st] of conns) {
+    if (!st.busy && st.last < bestLast) {
+      best = sock;
+      bestLast = st.last;
+    }
+  }
+  return best;
+}
+
 /**
  * Messages of a multi-message reply (zone transfer) written in one go before yielding
  * to the event loop, so a large transfer to a fast reader does not hold up other clients.
@@ -79,6 +122,7 @@ const MAX_PENDING_QUERIES = 64;
 const STREAM_BURST = 16;
 
 interface TcpLimits {
+  /** Idle timeout while at most half the slots are taken. */
   readonly idle: number;
   readonly readTimeout: number;
   readonly maxConns: number;
@@ -96,7 +140,7 @@ export async function listen(handler: DnsHandler, opts: ListenOptions): Promise<
   };
 
   const tcp = net.createServer({ noDelay: true });
-  const conns = new Set<net.Socket>();
+  const conns = new Map<net.Socket, ConnState>();
   tcp.on('connection', (sock) => serveTcp(sock, handler, conns, limits, onError));
   tcp.on('error', (err) => onError(err, 'tcp-server'));
 
@@ -169,7 +213,7 @@ export async function listen(handler: DnsHandler, opts: ListenOptions): Promise<
     tcpPort,
     tcpConnections: () => conns.size,
     close: async () => {
-      for (const c of conns) c.destroy();
+      for (const c of conns.keys()) c.destroy();
       await Promise.all([
         new Promise<void>((r) => udp.close(() => r())),
         new Promise<void>((r) => tcp.close(() => r())),
@@ -194,16 +238,24 @@ export async function listen(handler: DnsHandler, opts: ListenOptions): Promise<
 function serveTcp(
   sock: net.Socket,
   handler: DnsHandler,
-  conns: Set<net.Socket>,
+  conns: Map<net.Socket, ConnState>,
   limits: TcpLimits,
   onError: (err: unknown, where: string) => void,
 ): void {
   if (conns.size >= limits.maxConns) {
-    sock.destroy();
-    return;
+    // Full: the connection idle longest makes room; when every one has a query in
+    // flight there is nothing idle to close, and the newcomer is refused.
+    const victim = idlest(conns);
+    if (victim === undefined) {
+      sock.destroy();
+      return;
+    }
+    conns.delete(victim);
+    victim.destroy();
   }
-  conns.add(sock);
-  sock.setTimeout(limits.idle, () => sock.destroy());
+  const state: ConnState = { last: performance.now(), busy: false };
+  conns.set(sock, state);
+  sock.setTimeout(idleTimeoutFor(conns.size, limits.maxConns, limits.idle), () => sock.destroy());
   const family = sock.remoteFamily === 'IPv6' ? '2' : '1';
 
   // Unconsumed input: chunks[0] from offset `head` on, then the rest; `buffered` bytes in all.
@@ -272,6 +324,7 @@ function serveTcp(
   };
 
   const writeFrame = (b: Buffer): void => {
+    state.last = performance.now();
     const frame = Buffer.allocUnsafe(2 + b.length);
     frame.writeUInt16BE(b.length, 0);
     b.copy(frame, 2);
@@ -375,6 +428,7 @@ function serveTcp(
         chain = chain.then(() =>
           p.then(write, () => undefined).finally(() => {
             asyncPending--;
+            state.busy = streaming || asyncPending > 0;
             if (asyncPending === MAX_PENDING_QUERIES) pump();
           }),
         );
@@ -386,6 +440,7 @@ function serveTcp(
       }
     }
     if (sock.destroyed) return;
+    state.busy = streaming || asyncPending > 0;
     const stalled = writeBlocked || streaming || asyncPending > MAX_PENDING_QUERIES;
     if (stalled) {
       sock.pause();
@@ -404,6 +459,7 @@ function serveTcp(
 
   sock.on('data', (chunk: Buffer) => {
     if (chunk.length === 0) return;
+    state.last = performance.now();
     chunks.push(chunk);
     buffered += chunk.length;
     pump();

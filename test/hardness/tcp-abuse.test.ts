@@ -14,11 +14,14 @@
  * them, shorter elsewhere to keep the file well under 90 s.
  */
 import net from 'node:net';
+import { readdirSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import t from 'tap';
 import { decode, makeQuery, tcpExchange, udpExchange } from '../helpers/dns.js';
 import { Z } from './_lib.js';
 import { startProber, startServer, type RemoteServer } from './_proc.js';
+import { idleTimeoutFor } from '../../src/server/listen.js';
+import { run } from '../helpers/cli.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -76,7 +79,8 @@ t.test('1,000 idle connections: held under a raised cap, closed by the idle time
   // client sockets live here, server sockets in the server's process: one descriptor each side
   const n = Math.min(1000, limit - 200);
   if (n < 1000) t.comment(`ulimit -n is ${limit}: using ${n} idle connections instead of 1,000`);
-  const srv = await startServer(t, { maxTcpConnections: n + 100, tcpIdleTimeout: 4000 });
+  // A cap over twice n: below half full the idle timeout is not shortened (idleTimeoutFor).
+  const srv = await startServer(t, { maxTcpConnections: 2 * n + 100, tcpIdleTimeout: 4000 });
   const probe = await startProber(t, srv);
   const socks: net.Socket[] = [];
   const started = performance.now();
@@ -99,24 +103,88 @@ t.test('1,000 idle connections: held under a raised cap, closed by the idle time
   t.ok(srv.alive(), 'server process alive');
 });
 
-t.test('the connection cap holds: connections beyond it are closed on accept; slots free up again', async (t) => {
+t.test('the connection cap holds: at the cap a new connection takes the slot of the one idle longest', async (t) => {
   const cap = 50;
   const srv = await startServer(t, { maxTcpConnections: cap, tcpIdleTimeout: 10_000 });
-  const held = await Promise.all(Array.from({ length: cap }, () => connect(srv.tcpPort)));
+  // One at a time, so "idle longest" is the order they were opened in.
+  const held: net.Socket[] = [];
+  for (let i = 0; i < cap; i++) held.push(await connect(srv.tcpPort));
   t.ok(await connsReach(srv, cap, 2000), `${cap} held`);
-  const extra = await Promise.all(Array.from({ length: 20 }, () => connect(srv.tcpPort)));
+  await sleep(20);
+  const extra: net.Socket[] = [];
+  for (let i = 0; i < 20; i++) extra.push(await connect(srv.tcpPort));
   const t0 = performance.now();
-  const extraClosed = await Promise.all(extra.map((s) => closedAfter(s, t0, 2000)));
-  t.equal(extraClosed.filter((x) => x === undefined).length, 0, '20 connections over the cap are closed at once');
+  const oldestClosed = await Promise.all(held.slice(0, 20).map((s) => closedAfter(s, t0, 2000)));
+  t.equal(oldestClosed.filter((x) => x === undefined).length, 0, 'the 20 connections idle longest are closed');
+  t.ok(held.slice(20).every((s) => !s.destroyed) && extra.every((s) => !s.destroyed), 'the newer idle ones and the newcomers stay');
   t.equal((await srv.stats()).conns, cap, 'the count never passes the cap');
   const d = decode(await udpExchange(srv.udpPort, makeQuery(`svc1.testns.svc.${Z}`, 'A')));
   t.same(d.answer, SVC1, 'UDP unaffected while TCP is full');
-  held.slice(0, 10).forEach((s) => s.destroy());
-  t.ok(await connsReach(srv, cap - 10, 2000), 'closing clients frees slots');
   const [r] = await tcpExchange(srv.tcpPort, [makeQuery(`svc1.testns.svc.${Z}`, 'A')]);
-  t.same(decode(r!).answer, SVC1, 'a new TCP client is served again');
-  held.forEach((s) => s.destroy());
+  t.same(decode(r!).answer, SVC1, 'a new TCP client is served while the slots are full');
+  [...held, ...extra].forEach((s) => s.destroy());
   t.ok(await connsReach(srv, 0, 2000), 'count drops back to 0');
+});
+
+t.test('2,000 idle connections (200 with half a length prefix): dig +tcp is answered at once, memory and files bounded', async (t) => {
+  // Defaults: cap 1,000, idle timeout 10 s (shortened as the slots fill), read deadline 5 s.
+  const srv = await startServer(t);
+  const pid = srv.child.pid!;
+  const fds = (): number => readdirSync(`/proc/${pid}/fd`).length;
+  const fdsBefore = fds();
+  const rssBefore = (await srv.stats(true)).mem.rss;
+  const socks: net.Socket[] = [];
+  let refused = 0;
+  for (let i = 0; i < 2000; i += 100) {
+    const batch = await Promise.all(
+      Array.from({ length: 100 }, (_, k) =>
+        connect(srv.tcpPort).then(
+          (s) => {
+            s.on('error', () => {});
+            // Read, so a close by the server is seen here.
+            s.resume();
+            // Every tenth sends one byte of a two-byte length prefix and stops.
+            if ((i + k) % 10 === 0) s.write(Buffer.from([0]));
+            return s;
+          },
+          () => {
+            refused++;
+            return undefined;
+          },
+        ),
+      ),
+    );
+    for (const s of batch) if (s !== undefined) socks.push(s);
+  }
+  t.teardown(() => socks.forEach((s) => s.destroy()));
+  t.equal(refused, 0, 'every connection was accepted by the kernel');
+  const st = await srv.stats(true);
+  t.ok(st.conns <= 1000, `the server holds at most its cap (${st.conns})`);
+  t.ok(await until(() => socks.filter((s) => !s.destroyed).length <= 1000, 5000), 'the rest were closed to make room');
+  for (let round = 0; round < 3; round++) {
+    const t0 = performance.now();
+    const out = await run('dig', ['@127.0.0.1', '-p', String(srv.tcpPort), '+tcp', '+time=5', '+tries=1', '+short', `svc1.testns.svc.${Z}`, 'A'], 15_000);
+    const ms = performance.now() - t0;
+    t.equal(out.stdout.trim(), '10.0.0.1', `dig +tcp answered (round ${round + 1})`);
+    // "At once": far below the 10 s idle timeout a client would otherwise wait out.
+    t.ok(ms < 3000, `dig +tcp took ${ms.toFixed(0)} ms`);
+  }
+  const d = decode(await udpExchange(srv.udpPort, makeQuery(`svc1.testns.svc.${Z}`, 'A')));
+  t.same(d.answer, SVC1, 'UDP unaffected');
+  const after = await srv.stats(true);
+  t.ok(fds() - fdsBefore <= 1000 + 20, `open files bounded by the cap (+${fds() - fdsBefore})`);
+  t.ok(after.mem.rss - rssBefore < 64 * 1048576, `RSS grew ${((after.mem.rss - rssBefore) / 1048576).toFixed(1)} MB`);
+  socks.forEach((s) => s.destroy());
+  t.ok(await connsReach(srv, 0, 5000), 'count drops back to 0');
+  t.ok(srv.alive(), 'server alive');
+});
+
+t.test('idle timeout shrinks as the slots fill (Unbound tcp-idle-timeout, RFC 7766 §6.2.3)', async (t) => {
+  t.equal(idleTimeoutFor(1, 1000, 10_000), 10_000, 'few connections: the configured timeout');
+  t.equal(idleTimeoutFor(500, 1000, 10_000), 10_000, 'half full: still the configured timeout');
+  t.equal(idleTimeoutFor(750, 1000, 10_000), 5_000, 'three quarters: half of it');
+  t.equal(idleTimeoutFor(1000, 1000, 10_000), 1_000, 'full: the 1 s floor');
+  t.equal(idleTimeoutFor(1000, 1000, 500), 500, 'a configured timeout under the floor is kept');
 });
 
 t.test('slow and partial messages: the read deadline (default 5 s) closes them, trickle or not', async (t) => {
