@@ -90,6 +90,11 @@ function warnRestartOnly(log: Logger, prev: Config, next: Config, kube = false):
   if (kube && prev.multicluster.length === 0 && next.multicluster.length > 0) {
     log.warn({ configured: next.multicluster }, 'multicluster zones are served from now on, but ServiceImports are watched only after a restart');
   }
+  // The API source keeps endpoints' topology zones only when zonal is on at start: until a
+  // restart every endpoint is zoneless, so pin names answer NODATA and prefer names every endpoint.
+  if (kube && !prev.zonal && next.zonal) {
+    log.warn({ configured: next.zonal }, 'zonal names are served from now on, but endpoint zones are kept only after a restart');
+  }
 }
 
 async function createSources(opts: ServeOptions, log: Logger): Promise<Sources> {

@@ -9,75 +9,31 @@
  * destination's address as the source of a local packet, so only then does the server see
  * the pod IP as a real pod's queries show it (from eth0 to the kube-dns ClusterIP).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { copyZones, EXAMPLE_CONFIG, requireTool, run, startCli, type Cli } from './helpers/cli.js';
-import { KNOT_ZONE, KNOT_ZONE_TEXT, knotdPath } from './helpers/knot.js';
+import { copyZones, EXAMPLE_CONFIG, requireTool, startCli, type Cli } from './helpers/cli.js';
+import { KNOT_ZONE, KNOT_ZONE_TEXT, knotPrimaryConf, requireKnotd, runKnot } from './helpers/knot.js';
+import { podNetns, requireRoot, type PodNetns } from './helpers/pod-netns.js';
 
 const POD_IP = '10.244.77.7';
 const POD_IP6 = 'fd00:10:244::77';
 const KNOT_PORT = 5300;
-const PREFIX = 'cdap-';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Namespaces of ours left by a killed run (their pid is gone): their processes killed, deleted. */
-function sweepStale(): void {
-  const list = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout ?? '';
-  for (const line of list.split('\n')) {
-    const m = new RegExp(`^(${PREFIX}(\\d+))\\b`).exec(line);
-    if (m === null) continue;
-    try {
-      process.kill(Number(m[2]), 0);
-      continue;
-    } catch {
-      // its maker is gone
-    }
-    for (const p of (spawnSync('ip', ['netns', 'pids', m[1]!], { encoding: 'utf8' }).stdout ?? '').split('\n').filter((x) => /^\d+$/.test(x))) {
-      try {
-        process.kill(Number(p), 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-    spawnSync('ip', ['netns', 'del', m[1]!]);
-    rmSync(`/etc/netns/${m[1]}`, { recursive: true, force: true });
-  }
-}
-
-/** Knot inside the namespace on 127.0.0.1:KNOT_PORT, stopped at teardown. */
-async function knotIn(t: Test, inNs: string[], bin: string): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'clusterdns-apknot-'));
-  for (const d of ['run', 'storage', 'zones']) mkdirSync(join(dir, d));
-  writeFileSync(join(dir, 'zones', `${KNOT_ZONE}.zone`), KNOT_ZONE_TEXT);
-  writeFileSync(
-    join(dir, 'knot.conf'),
-    `server:\n    rundir: "${dir}/run"\n    listen: 127.0.0.1@${KNOT_PORT}\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n` +
-      `control:\n    listen: "${dir}/run/knot.sock"\nlog:\n  - target: stderr\n    any: warning\ndatabase:\n    storage: "${dir}/storage"\n` +
-      `template:\n  - id: default\n    storage: "${dir}/zones"\n    file: "%s.zone"\n    journal-content: none\n    zonefile-sync: -1\nzone:\n  - domain: ${KNOT_ZONE}\n`,
-  );
-  // `ip netns exec` execs knotd itself: this pid is knotd's.
-  const proc: ChildProcess = spawn(inNs[0]!, [...inNs.slice(1), bin, '-c', join(dir, 'knot.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  t.teardown(async () => {
-    if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGKILL');
-      await exited;
-    }
-    rmSync(dir, { recursive: true, force: true });
+/** Knot inside the namespace on 127.0.0.1:KNOT_PORT (asked with dig from in there), stopped at teardown. */
+async function knotIn(t: Test, pod: PodNetns, bin: string): Promise<void> {
+  const dig = ['dig', '@127.0.0.1', '-p', String(KNOT_PORT), '+time=1', '+tries=1', '+short'];
+  await runKnot(t, bin, {
+    port: KNOT_PORT,
+    prefix: pod.exec,
+    files: { [KNOT_ZONE]: KNOT_ZONE_TEXT },
+    conf: (dir) => knotPrimaryConf(dir, KNOT_PORT, [KNOT_ZONE]),
+    ready: async (zone) => (await pod.inside(dig[0]!, [...dig.slice(1), zone, 'SOA'], 10_000)).stdout.trim() !== '',
+    late: 'not answering in the namespace',
   });
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const r = await run(inNs[0]!, [...inNs.slice(1), 'dig', '@127.0.0.1', '-p', String(KNOT_PORT), '+time=1', '+tries=1', '+short', KNOT_ZONE, 'SOA']);
-    if (r.stdout.trim() !== '') return;
-    if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`knotd not answering in the namespace: ${log}`);
-    await sleep(50);
-  }
 }
 
 /** Query-log lines of `cli` (JSON on stderr) from character `from` on. */
@@ -94,41 +50,20 @@ function queriesSince(cli: Cli, from: number): { name: string; type: string }[] 
 
 t.test('a pod: the same answers from getent, one query per address family', async (t) => {
   if (!requireTool(t, 'dig', 'bind9-dnsutils') || !requireTool(t, 'ip', 'iproute2') || !requireTool(t, 'getent', 'libc-bin')) return;
-  if (process.getuid?.() !== 0) {
-    if (process.env.CI === 'true') t.fail('network namespaces need root');
-    else t.skip('network namespaces need root', () => {});
-    return;
-  }
-  const knotd = knotdPath();
-  if (knotd === undefined) {
-    const msg = 'knotd is missing: install knot (`apt-get install knot`; .ci/run does this)';
-    if (process.env.CI === 'true') t.fail(msg);
-    else t.skip(msg, () => {});
-    return;
-  }
-  sweepStale();
-  const ns = `${PREFIX}${process.pid}`;
-  const add = await run('ip', ['netns', 'add', ns]);
-  if (add.code !== 0) {
-    t.fail(`ip netns add failed: ${add.stderr}`);
-    return;
-  }
-  const etc = `/etc/netns/${ns}`;
-  t.teardown(async () => {
-    await run('ip', ['netns', 'del', ns]);
-    rmSync(etc, { recursive: true, force: true });
-  });
-  mkdirSync(etc, { recursive: true });
+  if (!requireRoot(t)) return;
+  const knotd = requireKnotd(t);
+  if (knotd === undefined) return;
   // What the kubelet writes for a pod in namespace `shop` (ClusterFirst), with the pod's
   // own address as the nameserver (see the file comment). clusterdns reads this file too
   // (for the node's search domains): all of these are in its zone, so it skips them.
-  writeFileSync(`${etc}/resolv.conf`, `search shop.svc.cluster.local svc.cluster.local cluster.local\nnameserver ${POD_IP}\noptions ndots:5\n`);
-  const inNs = ['ip', 'netns', 'exec', ns];
-  const inside = (cmd: string, args: string[]) => run(inNs[0]!, [...inNs.slice(1), cmd, ...args], 15_000);
-  await inside('ip', ['link', 'set', 'lo', 'up']);
-  await inside('ip', ['addr', 'add', `${POD_IP}/32`, 'dev', 'lo']);
-  await inside('ip', ['addr', 'add', `${POD_IP6}/128`, 'dev', 'lo', 'nodad']);
-  await knotIn(t, inNs, knotd);
+  const pod = await podNetns(t, {
+    prefix: 'cdap-',
+    resolvConf: `search shop.svc.cluster.local svc.cluster.local cluster.local\nnameserver ${POD_IP}\noptions ndots:5\n`,
+    addresses: [POD_IP, POD_IP6],
+  });
+  if (pod === undefined) return;
+  const { exec: inNs, inside } = pod;
+  await knotIn(t, pod, knotd);
 
   const zones = copyZones(t);
   writeFileSync(

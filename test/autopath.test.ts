@@ -7,8 +7,6 @@
  *   127.0.0.4  two kube-system pods (hostNetwork-like: one address, several pods)
  *   127.0.0.1  no pod
  */
-import dgram from 'node:dgram';
-import net from 'node:net';
 import t, { type Test } from 'tap';
 import type { Pod } from '../src/cluster/model.js';
 import { Autopath, parseResolvSearch } from '../src/server/autopath.js';
@@ -19,7 +17,7 @@ import { Resolver } from '../src/zone/resolver.js';
 import { ClusterZone } from '../src/zone/zone.js';
 import type { ZoneOptions } from '../src/zone/build.js';
 import { fixtureStore, svc } from './helpers/cluster.js';
-import { decode, makeQuery, type Decoded } from './helpers/dns.js';
+import { decode, makeQuery, tcpExchange, udpExchange, type Decoded } from './helpers/dns.js';
 import { sharedKnot } from './helpers/knot.js';
 
 const Z = 'cluster.local';
@@ -30,44 +28,6 @@ const STRANGER = '127.0.0.1';
 const opts: ZoneOptions = { ttl: 5, pods: 'verified', ignoreEmptyService: false, endpointPodNames: false, noEndpoints: false, namespaces: undefined };
 
 const pod = (ns: string, name: string, ip: string, phase = 'Running'): Pod => ({ namespace: ns, name, ips: [ip], phase, terminating: false, ready: true, labels: {}, containerPorts: [] });
-
-function udpFrom(from: string, port: number, msg: Buffer, timeoutMs = 4000): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const s = dgram.createSocket('udp4');
-    const timer = setTimeout(() => {
-      s.close();
-      reject(new Error(`no UDP reply within ${timeoutMs} ms`));
-    }, timeoutMs);
-    s.on('message', (m) => {
-      clearTimeout(timer);
-      s.close();
-      resolve(m);
-    });
-    s.bind(0, from, () => s.send(msg, port, '127.0.0.1'));
-  });
-}
-
-function tcpFrom(from: string, port: number, msg: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect({ port, host: '127.0.0.1', localAddress: from });
-    let buf = Buffer.alloc(0);
-    sock.setTimeout(4000, () => sock.destroy(new Error('no TCP reply')));
-    sock.on('connect', () => {
-      const f = Buffer.alloc(2 + msg.length);
-      f.writeUInt16BE(msg.length, 0);
-      msg.copy(f, 2);
-      sock.write(f);
-    });
-    sock.on('data', (d) => {
-      buf = Buffer.concat([buf, d]);
-      if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
-        sock.end();
-        resolve(buf.subarray(2, 2 + buf.readUInt16BE(0)));
-      }
-    });
-    sock.on('error', reject);
-  });
-}
 
 interface Setup {
   readonly ap: Autopath;
@@ -111,8 +71,8 @@ async function setup(t: Test, upstream: { host: string; port: number } | undefin
   return {
     ap,
     lookups,
-    ask: async (from, name, type = 'A', edns = 1232) => decode(await udpFrom(from, l.udpPort, makeQuery(name, type, { edns }))),
-    askTcp: async (from, name, type = 'A') => decode(await tcpFrom(from, l.tcpPort, makeQuery(name, type))),
+    ask: async (from, name, type = 'A', edns = 1232) => decode(await udpExchange(l.udpPort, makeQuery(name, type, { edns }), '127.0.0.1', 4000, from)),
+    askTcp: async (from, name, type = 'A') => decode((await tcpExchange(l.tcpPort, [makeQuery(name, type)], '127.0.0.1', 4000, from))[0]!),
   };
 }
 

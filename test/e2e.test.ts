@@ -4,10 +4,11 @@
  * whose resolv.conf is the kubelet's (search list, ndots:5) for `dig +search` and
  * glibc's `getent`.
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { exampleNameChecks } from './helpers/example.js';
 import t from 'tap';
 import { copyZones, dig, digStatus, EXAMPLE_CONFIG, requireTool, run, startCli } from './helpers/cli.js';
+import { podNetns, requireRoot } from './helpers/pod-netns.js';
 
 const Z = 'cluster.local';
 
@@ -60,36 +61,20 @@ t.test('dig against the shipped example', async (t) => {
 
 t.test('a pod: kubelet resolv.conf in a network namespace, dig +search and getent', async (t) => {
   if (!requireTool(t, 'dig', 'bind9-dnsutils') || !requireTool(t, 'ip', 'iproute2')) return;
-  if (process.getuid?.() !== 0) {
-    if (process.env.CI === 'true') t.fail('network namespaces need root');
-    else t.skip('network namespaces need root', () => {});
-    return;
-  }
-  const ns = `cdns-e2e-${process.pid}`;
-  const add = await run('ip', ['netns', 'add', ns]);
-  if (add.code !== 0) {
-    t.fail(`ip netns add failed: ${add.stderr}`);
-    return;
-  }
-  const etc = `/etc/netns/${ns}`;
-  t.teardown(async () => {
-    await run('ip', ['netns', 'del', ns]);
-    rmSync(etc, { recursive: true, force: true });
+  if (!requireRoot(t)) return;
+  const pod = await podNetns(t, {
+    prefix: 'cdns-e2e-',
+    // What the kubelet writes for a pod in namespace `shop` (ClusterFirst).
+    resolvConf: `search shop.svc.${Z} svc.${Z} ${Z}\nnameserver 127.0.0.1\noptions ndots:5\n`,
+    addresses: ['10.244.9.9', 'fd00:10:244::9'],
   });
-  mkdirSync(etc, { recursive: true });
-  // What the kubelet writes for a pod in namespace `shop` (ClusterFirst).
-  writeFileSync(`${etc}/resolv.conf`, `search shop.svc.${Z} svc.${Z} ${Z}\nnameserver 127.0.0.1\noptions ndots:5\n`);
-  const inNs = ['ip', 'netns', 'exec', ns];
-  await run(inNs[0]!, [...inNs.slice(1), 'ip', 'link', 'set', 'lo', 'up']);
-  // A pod-like address on lo, or glibc's ahostsv4 sends nothing (no usable IPv4 source).
-  await run(inNs[0]!, [...inNs.slice(1), 'ip', 'addr', 'add', '10.244.9.9/32', 'dev', 'lo']);
-  await run(inNs[0]!, [...inNs.slice(1), 'ip', 'addr', 'add', 'fd00:10:244::9/128', 'dev', 'lo']);
+  if (pod === undefined) return;
   const zones = copyZones(t);
-  const cli = await startCli(t, ['--config', EXAMPLE_CONFIG, '--zones', zones, '--dns', '127.0.0.1:53', '--http', '127.0.0.1:0', '--no-upstream'], inNs);
+  const cli = await startCli(t, ['--config', EXAMPLE_CONFIG, '--zones', zones, '--dns', '127.0.0.1:53', '--http', '127.0.0.1:0', '--no-upstream'], pod.exec);
   t.equal(cli.port, 53);
 
   const search = async (name: string, type = 'A') => {
-    const r = await run(inNs[0]!, [...inNs.slice(1), 'dig', '+search', '+time=2', '+tries=1', '+noall', '+answer', name, type]);
+    const r = await pod.inside('dig', ['+search', '+time=2', '+tries=1', '+noall', '+answer', name, type]);
     return r.stdout.trim();
   };
   t.match(await search('frontend'), /^frontend\.shop\.svc\.cluster\.local\.\s+5\s+IN\s+A\s+10\.96\.10\.10$/m, 'same namespace: first search domain');
@@ -98,12 +83,12 @@ t.test('a pod: kubelet resolv.conf in a network namespace, dig +search and geten
   t.match(await search('web-0.web'), /10\.244\.1\.20/, 'StatefulSet pod by hostname.subdomain');
   t.match(await search(`zk-hs.data.svc.${Z}`), /10\.244\.1\.40/, 'absolute name after the walk');
 
-  const getent = async (db: string, name: string) => (await run(inNs[0]!, [...inNs.slice(1), 'getent', db, name])).stdout;
+  const getent = async (db: string, name: string) => (await pod.inside('getent', [db, name])).stdout;
   t.match(await getent('hosts', 'frontend'), /^10\.96\.10\.10\s+frontend\.shop\.svc\.cluster\.local/m, 'glibc walks the search list');
   t.match(await getent('ahostsv4', 'cart'), /10\.96\.10\.20/);
   t.match(await getent('ahostsv6', 'cart'), /fd00:10:96::14/, 'AAAA of the dual-stack service');
   t.match(await getent('hosts', 'kubernetes.default'), /10\.96\.0\.1\s/);
-  t.equal((await run(inNs[0]!, [...inNs.slice(1), 'getent', 'hosts', 'no-such-service'])).code, 2, 'unknown name: getent exit 2 after the whole walk');
+  t.equal((await pod.inside('getent', ['hosts', 'no-such-service'])).code, 2, 'unknown name: getent exit 2 after the whole walk');
 });
 
 t.test('the CLI refuses bad input with one clear line', async (t) => {

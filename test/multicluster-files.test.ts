@@ -51,6 +51,23 @@ spec: {containers: [{name: c, image: web, ports: [{containerPort: 8080}]}]}
 status: {phase: Running, podIP: 10.244.0.10, conditions: [{type: Ready, status: "True"}]}
 `;
 
+/** An EndpointSlice of the import `service` from `cluster`, in shop; endpoints and port as YAML flow maps. */
+function mcSlice(name: string, service: string, cluster: string, endpoints: readonly string[], port: string): string {
+  return `apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: ${name}
+  namespace: shop
+  labels:
+    multicluster.kubernetes.io/service-name: ${service}
+    multicluster.kubernetes.io/source-cluster: ${cluster}
+addressType: IPv4
+endpoints:
+${endpoints.map((e) => `  - ${e}`).join('\n')}
+ports: [${port}]
+`;
+}
+
 const IMPORTS = `apiVersion: multicluster.x-k8s.io/v1alpha1
 kind: ServiceImport
 metadata: {name: web, namespace: shop}
@@ -59,41 +76,19 @@ spec:
   ips: [10.100.0.1]
   ports: [{name: http, port: 80, protocol: TCP}]
 ---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-east
-  namespace: shop
-  labels:
-    multicluster.kubernetes.io/service-name: web
-    multicluster.kubernetes.io/source-cluster: East
-addressType: IPv4
-endpoints:
-  - addresses: [10.1.0.1]
-    hostname: web-0
-ports: [{name: http, port: 8080, protocol: TCP}]
----
+${mcSlice('web-east', 'web', 'East', ['{addresses: [10.1.0.1], hostname: web-0}'], '{name: http, port: 8080, protocol: TCP}')}---
 apiVersion: multicluster.x-k8s.io/v1alpha1
 kind: ServiceImportList
 items:
   - metadata: {name: db, namespace: shop}
     spec: {type: Headless, ports: [{name: pg, port: 5432}]}
 ---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: db-west
-  namespace: shop
-  labels:
-    multicluster.kubernetes.io/service-name: db
-    multicluster.kubernetes.io/source-cluster: west
-addressType: IPv4
-endpoints:
-  - addresses: [10.2.0.7]
-    hostname: db-0
-  - addresses: [10.2.0.8]
-    conditions: {ready: false}
-ports: [{name: pg, port: 5432, protocol: TCP}]
+${mcSlice('db-west', 'db', 'west', ['{addresses: [10.2.0.7], hostname: db-0}', '{addresses: [10.2.0.8], conditions: {ready: false}}'], '{name: pg, port: 5432, protocol: TCP}')}---
+# Named after a Service whose name starts with a digit (KEP-5311: a DNS-1123 label).
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceImport
+metadata: {name: 1web, namespace: shop}
+spec: {type: ClusterSetIP, ips: [10.100.0.4]}
 `;
 
 const BAD = `apiVersion: multicluster.x-k8s.io/v1alpha1
@@ -144,7 +139,7 @@ t.test('zones/: ServiceImports and multicluster slices are read and validated', 
   t.teardown(() => source.stop());
   await source.start();
   const store = source.storeFor(Z);
-  t.same([...store.serviceImports.keys()].sort(), ['shop/db', 'shop/web'], 'the valid imports, one from a ServiceImportList');
+  t.same([...store.serviceImports.keys()].sort(), ['shop/1web', 'shop/db', 'shop/web'], 'the valid imports, one from a ServiceImportList, one with a leading digit');
   t.same(store.serviceImports.get('shop/web'), { namespace: 'shop', name: 'web', type: 'ClusterSetIP', ips: ['10.100.0.1'], ports: [{ name: 'http', port: 80, protocol: 'TCP' }] }, 'slim: only what DNS reads');
   t.same(store.serviceImports.get('shop/db')?.ports, [{ name: 'pg', port: 5432, protocol: 'TCP' }], 'protocol defaults to TCP');
   t.equal(store.slices.get('shop/web-east')?.sourceCluster, 'east', 'the cluster id, lowercased');
@@ -162,7 +157,7 @@ t.test('zones/: ServiceImports and multicluster slices are read and validated', 
     },
     { severity: 'error', file, doc: 3, kind: 'ServiceImport', name: 'future', message: 'apiVersion: must be multicluster.x-k8s.io/v1alpha1 for kind ServiceImport, got "multicluster.x-k8s.io/v1beta1"' },
     { severity: 'error', file, doc: 4, name: 'two-v4', message: 'spec.ips: must be one IPv4 and one IPv6 address, got "10.100.0.2" and "10.100.0.3"' },
-    { severity: 'error', file, doc: 5, name: 'web.v2', message: /^metadata\.name: must be a DNS-1035 label .*\(a ServiceImport is named after the exported Service\)/ },
+    { severity: 'error', file, doc: 5, name: 'web.v2', message: /^metadata\.name: must be a DNS-1123 label .*\(a ServiceImport is named after the exported Service\)/ },
     { severity: 'error', file, doc: 6, name: 'badcluster', message: /^metadata\.labels\["multicluster\.kubernetes\.io\/source-cluster"\]: must be a DNS-1123 label .*got "us\.east"/ },
   ]);
   t.equal(source.diagnostics().length, 6, 'nothing else reported');
@@ -195,6 +190,7 @@ t.test('the server serves zones/ imports in the multicluster zone, beside the cl
   t.equal(await q(`web-0.east.web.shop.svc.${MC}`), 'NOERROR 10.1.0.1');
   t.equal(await q(`db.shop.svc.${MC}`), 'NOERROR 10.2.0.7', 'headless: ready endpoints only');
   t.equal(await q(`_pg._tcp.db.shop.svc.${MC}`, 'SRV'), `NOERROR 0 100 5432 db-0.west.db.shop.svc.${MC}.`);
+  t.equal(await q(`1web.shop.svc.${MC}`), 'NOERROR 10.100.0.4', 'an import named with a leading digit, as its Service');
   t.equal(await q(`web.shop.svc.${Z}`), 'NOERROR 10.96.50.1', 'the Service');
   t.equal(await q(`10-244-0-10.web.shop.svc.${Z}`), 'NOERROR 10.244.0.10', 'with its generated endpoints');
   t.equal(await q(`10-1-0-1.web.shop.svc.${Z}`), 'NXDOMAIN', 'and not the imported ones');

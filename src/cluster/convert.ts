@@ -174,15 +174,10 @@ function stringMap(v: unknown, path: string): Record<string, string> {
 }
 
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 export function isDNS1123Label(s: string): boolean {
   return s.length <= 63 && DNS1123_LABEL.test(s);
-}
-
-export function isDNS1035Label(s: string): boolean {
-  return s.length <= 63 && DNS1035_LABEL.test(s);
 }
 
 export function isDNS1123Subdomain(s: string): boolean {
@@ -195,7 +190,6 @@ export function isIANAServiceName(s: string): boolean {
 }
 
 const LABEL_RULE = 'a DNS-1123 label (at most 63 lowercase letters, digits or "-", starting and ending with a letter or digit)';
-const DNS1035_RULE = 'a DNS-1035 label (at most 63 lowercase letters, digits or "-", starting with a letter and ending with a letter or digit)';
 const SUBDOMAIN_RULE = 'a DNS-1123 subdomain (at most 253 characters, lowercase DNS-1123 labels separated by ".")';
 const IANA_RULE = 'an IANA service name (at most 15 lowercase letters, digits or "-", with at least one letter and no leading, trailing or double "-")';
 
@@ -530,7 +524,9 @@ const IMPORT_TYPES: readonly ServiceImportType[] = ['ClusterSetIP', 'Headless'];
 /**
  * multicluster.x-k8s.io/v1alpha1 ServiceImport (MCS-API, KEP-1645).
  *
- * - The name is a DNS-1035 label, as the exported Service's (it is one label of the name).
+ * - The name is a DNS-1123 label, as the exported Service's (it is one label of the name;
+ *   KEP-5311 made Service names DNS-1123 labels, see toService): an import of `1web` is
+ *   `1web.<ns>.svc.<multicluster zone>`, as the Service is in the cluster zone.
  * - `spec.type` is required: ClusterSetIP or Headless (the CRD's enum).
  * - `spec.ips`: the clusterset IPs of a ClusterSetIP import, at most one per family,
  *   canonical text. A Headless import has no address of its own: its `ips` are ignored
@@ -541,7 +537,7 @@ const IMPORT_TYPES: readonly ServiceImportType[] = ['ClusterSetIP', 'Headless'];
 export function toServiceImport(json: unknown): ConvertResult<ServiceImport> {
   return run(() => {
     const o = root(json);
-    const m = meta(o, isDNS1035Label, `${DNS1035_RULE} (a ServiceImport is named after the exported Service)`, true);
+    const m = meta(o, isDNS1123Label, `${LABEL_RULE} (a ServiceImport is named after the exported Service)`, true);
     const spec = optObj(get(o, 'spec'), 'spec') ?? {};
     const type = oneOf(get(spec, 'type'), 'spec.type', IMPORT_TYPES);
     const rawIPs = list(get(spec, 'ips'), 'spec.ips');

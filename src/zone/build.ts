@@ -6,7 +6,7 @@
 import { Type } from '../dns/constants.js';
 import { dashedIP } from '../dns/ip.js';
 import { addressRR, type RR } from '../dns/rr.js';
-import type { EndpointSlice, Service } from '../cluster/model.js';
+import type { EndpointPort, EndpointSlice, Service } from '../cluster/model.js';
 import { eachAddress } from '../cluster/packed.js';
 import { EndpointNames } from './endpoints.js';
 import { exists, type ChildNames, type RecordSet, type TypeEntry } from './table.js';
@@ -211,23 +211,9 @@ export class ServiceChildren implements ChildNames {
     return this.#opts.noEndpoints ? [] : servedEndpoints(this.#svc, this.#slices, this.#opts, zone);
   }
 
-  /**
-   * One entry per port an SRV record is made of: its relative SRV name (`_http._tcp`),
-   * or '' when the port is unnamed. A headless service's come from `served`.
-   */
+  /** The SRV ports' relative names (srvRels); a headless service's come from `served`. */
   #rels(served: readonly ServedEndpoint[] | undefined): string[] {
-    const out: string[] = [];
-    if (!this.#svc.headless) {
-      for (const p of this.#svc.ports) out.push(p.name === '' ? '' : srvRel(p));
-      return out;
-    }
-    const seen = new Set<EndpointSlice['ports']>();
-    for (const e of served ?? []) {
-      if (seen.has(e.ports)) continue;
-      seen.add(e.ports);
-      for (const p of e.ports) if (p.port >= 1) out.push(p.name === '' ? '' : srvRel(p));
-    }
-    return out;
+    return srvRels(this.#svc.headless ? undefined : this.#svc.ports, served ?? []);
   }
 
   lookup(rel: string, name: string): Map<number, TypeEntry> | undefined {
@@ -272,14 +258,7 @@ export class ServiceChildren implements ChildNames {
    */
   *records(): Generator<RR> {
     const base = this.#base;
-    const names = this.#names;
-    if (names !== undefined) {
-      for (const label of names.labels()) {
-        const sets = names.lookup(label, `${label}.${base}`);
-        if (sets === undefined) continue;
-        for (const e of sets.values()) yield* e.rrs;
-      }
-    }
+    if (this.#names !== undefined) yield* this.#names.records(base);
     const served = this.#svc.headless ? this.#served() : undefined;
     for (const rel of srvNames(this.#rels(served)).keys()) yield* this.srv(`${rel}.${base}`, rel, served).rrs;
   }
@@ -289,21 +268,35 @@ export class ServiceChildren implements ChildNames {
     const base = this.#base;
     const ttl = this.#ttl;
     const svc = this.#svc;
-    if (!svc.headless) {
-      // §2.3.2: `0 w port <svc>.`, the ClusterIPs as additional; CoreDNS weights.
-      const ports = svc.ports.filter((p) => rel === undefined || (p.name !== '' && srvRel(p) === rel));
-      const w = srvWeight(ports.length * svc.clusterIPs.length);
-      const seen = new Set<number>();
-      const rrs: RR[] = [];
-      for (const p of ports) {
-        if (seen.has(p.port)) continue;
-        seen.add(p.port);
-        rrs.push({ name, type: Type.SRV, ttl, srv: { priority: 0, weight: w, port: p.port, target: base } });
-      }
-      return { rrs, extra: svc.clusterIPs.map((ip) => addressRR(base, ttl, ip)) };
-    }
+    if (!svc.headless) return clusterIPSrvSet(name, base, ttl, svc.ports, svc.clusterIPs, rel);
     return headlessSrvSet(name, base, ttl, served ?? this.#served(), rel);
   }
+}
+
+/**
+ * §2.3.2: the SRV set of a name with virtual IPs (a ClusterIP service, a ClusterSetIP
+ * import) at `name`: `0 w port <base>.` per distinct port, every port or those whose
+ * relative name is `rel`, the IPs as additional; CoreDNS weights (one candidate per
+ * port × IP, findServices' and findMultiClusterServices' ClusterIP branches).
+ */
+export function clusterIPSrvSet(
+  name: string,
+  base: string,
+  ttl: number,
+  ports: readonly EndpointPort[],
+  ips: readonly string[],
+  rel: string | undefined,
+): TypeEntry {
+  const named = ports.filter((p) => rel === undefined || (p.name !== '' && srvRel(p) === rel));
+  const w = srvWeight(named.length * ips.length);
+  const seen = new Set<number>();
+  const rrs: RR[] = [];
+  for (const p of named) {
+    if (seen.has(p.port)) continue;
+    seen.add(p.port);
+    rrs.push({ name, type: Type.SRV, ttl, srv: { priority: 0, weight: w, port: p.port, target: base } });
+  }
+  return { rrs, extra: ips.map((ip) => addressRR(base, ttl, ip)) };
 }
 
 /**
@@ -326,8 +319,28 @@ function zonalRecords(name: string, base: string, ttl: number, eps: readonly Ser
   return out;
 }
 
+/**
+ * One entry per port an SRV record is made of: its relative SRV name (`_http._tcp`), or
+ * '' when the port is unnamed. A name with virtual IPs takes its object's `ports`; a
+ * headless one (`ports` undefined) the ports of the slices its served endpoints are in.
+ */
+export function srvRels(ports: readonly EndpointPort[] | undefined, served: readonly ServedEndpoint[]): string[] {
+  const out: string[] = [];
+  if (ports !== undefined) {
+    for (const p of ports) out.push(p.name === '' ? '' : srvRel(p));
+    return out;
+  }
+  const seen = new Set<EndpointSlice['ports']>();
+  for (const e of served) {
+    if (seen.has(e.ports)) continue;
+    seen.add(e.ports);
+    for (const p of e.ports) if (p.port >= 1) out.push(p.name === '' ? '' : srvRel(p));
+  }
+  return out;
+}
+
 /** Relative SRV names (`_http._tcp`) → their `_proto` parent. */
-function srvNames(rels: readonly string[]): Map<string, string> {
+export function srvNames(rels: readonly string[]): Map<string, string> {
   const out = new Map<string, string>();
   for (const rel of rels) if (rel !== '') out.set(rel, rel.slice(rel.indexOf('.') + 1));
   return out;
@@ -374,37 +387,55 @@ function protoLabel(p: string): string {
   return `_${p.toLowerCase()}`;
 }
 
+/** One candidate of an endpoint SRV set: an endpoint name, its address, one port. */
+export interface SrvCandidate {
+  readonly target: string;
+  readonly ip: string;
+  readonly port: number;
+}
+
 /**
- * §2.4.2: one SRV per distinct (endpoint name, port) of the served endpoints, every port
- * or those whose relative name is `rel`; the targets' addresses as additional.
+ * Appends to `out` the SRV candidates of `eps`, whose names hang below `parent`: one per
+ * (endpoint, port), every port or those whose relative name is `rel`.
  */
-function headlessSrvSet(name: string, base: string, ttl: number, eps: readonly ServedEndpoint[], rel: string | undefined): TypeEntry {
-  type Cand = { ep: ServedEndpoint; port: number };
-  const cands: Cand[] = [];
+export function srvCandidates(out: SrvCandidate[], eps: readonly ServedEndpoint[], parent: string, rel: string | undefined): void {
   for (const e of eps) {
     for (const p of e.ports) {
       if (p.port < 1) continue;
       if (rel !== undefined && (p.name === '' || srvRel(p) !== rel)) continue;
-      cands.push({ ep: e, port: p.port });
+      out.push({ target: `${nameOf(e)}.${parent}`, ip: e.ip, port: p.port });
     }
   }
+}
+
+/**
+ * §2.4.2: one SRV per distinct (target, port) of the candidates, the targets' addresses
+ * as additional; the weight counts every candidate (CoreDNS, before de-duplication).
+ */
+export function endpointSrvSet(name: string, ttl: number, cands: readonly SrvCandidate[]): TypeEntry {
   const w = srvWeight(cands.length);
   const seen = new Set<string>();
   const rrs: RR[] = [];
   const extra: RR[] = [];
   const seenExtra = new Set<string>();
   for (const c of cands) {
-    const target = `${nameOf(c.ep)}.${base}`;
-    const k = `${target}|${c.port}`;
+    const k = `${c.target}|${c.port}`;
     if (!seen.has(k)) {
       seen.add(k);
-      rrs.push({ name, type: Type.SRV, ttl, srv: { priority: 0, weight: w, port: c.port, target } });
+      rrs.push({ name, type: Type.SRV, ttl, srv: { priority: 0, weight: w, port: c.port, target: c.target } });
     }
-    const ke = `${target}|${c.ep.ip}`;
+    const ke = `${c.target}|${c.ip}`;
     if (!seenExtra.has(ke)) {
       seenExtra.add(ke);
-      extra.push(addressRR(target, ttl, c.ep.ip));
+      extra.push(addressRR(c.target, ttl, c.ip));
     }
   }
   return { rrs, extra };
+}
+
+/** A headless service's SRV set at `name`: its served endpoints, named below `base`. */
+function headlessSrvSet(name: string, base: string, ttl: number, eps: readonly ServedEndpoint[], rel: string | undefined): TypeEntry {
+  const cands: SrvCandidate[] = [];
+  srvCandidates(cands, eps, base, rel);
+  return endpointSrvSet(name, ttl, cands);
 }

@@ -108,6 +108,15 @@ export class EndpointNames {
     }
   }
 
+  /** Every endpoint name's records, the names below `parent` (zone transfer). */
+  *records(parent: string): Generator<RR> {
+    for (const label of this.labels()) {
+      const sets = this.lookup(label, `${label}.${parent}`);
+      if (sets === undefined) continue;
+      for (const e of sets.values()) yield* e.rrs;
+    }
+  }
+
   /** Records of the endpoint name `name` (= `<label>.<service>`), undefined when there is none. */
   lookup(label: string, name: string): Map<number, TypeEntry> | undefined {
     const ips = this.addresses(label);

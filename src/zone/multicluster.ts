@@ -31,15 +31,25 @@
  * instead of service records, one import at a time as the store names the changed ones.
  */
 import { Type } from '../dns/constants.js';
-import { addressRR, type RR } from '../dns/rr.js';
+import type { RR } from '../dns/rr.js';
 import type { EndpointSlice, Service, ServiceImport } from '../cluster/model.js';
-import type { ClusterChange, ClusterStore } from '../cluster/store.js';
-import { addressSets, nameOf, servedEndpoints, srvRel, srvWeight, type ServedEndpoint, type ZoneOptions } from './build.js';
+import type { ClusterChange } from '../cluster/store.js';
+import {
+  addressSets,
+  clusterIPSrvSet,
+  endpointSrvSet,
+  servedEndpoints,
+  srvCandidates,
+  srvNames,
+  srvRels,
+  type ServedEndpoint,
+  type SrvCandidate,
+  type ZoneOptions,
+} from './build.js';
 import { EndpointNames } from './endpoints.js';
 import { exists, type ChildNames, type RecordSet, type TypeEntry } from './table.js';
-import { ClusterZone, DNS_SCHEMA_VERSION, type ZoneStats } from './zone.js';
+import { ClusterZone, type OwnerKind, type ZoneStats } from './zone.js';
 
-const VERSION_TTL = 28800;
 /** The service whose ClusterIPs are the NS glue (as in the cluster zone). */
 const KUBE_DNS = 'kube-system/kube-dns';
 const NONE: readonly RR[] = Object.freeze([]);
@@ -142,12 +152,8 @@ class ClusterEndpoints implements ChildNames {
     return rel.includes('.') ? undefined : this.#names.lookup(rel, name);
   }
 
-  *records(): Generator<RR> {
-    for (const label of this.#names.labels()) {
-      const sets = this.#names.lookup(label, `${label}.${this.#parent}`);
-      if (sets === undefined) continue;
-      for (const e of sets.values()) yield* e.rrs;
-    }
+  records(): Generator<RR> {
+    return this.#names.records(this.#parent);
   }
 }
 
@@ -181,22 +187,10 @@ class ImportChildren implements ChildNames {
     return this.#imp.type === 'Headless' ? served(this.#clusters, this.#opts) : undefined;
   }
 
-  /** One entry per port an SRV record is made of: `_http._tcp`, or '' when unnamed. */
+  /** The SRV ports' relative names (srvRels); a Headless import's come from `now`. */
   #rels(now: readonly ClusterServed[] | undefined): string[] {
-    const out: string[] = [];
-    if (this.#imp.type !== 'Headless') {
-      for (const p of this.#imp.ports) out.push(p.name === '' ? '' : srvRel(p));
-      return out;
-    }
-    const seen = new Set<EndpointSlice['ports']>();
-    for (const c of now ?? []) {
-      for (const e of c.eps) {
-        if (seen.has(e.ports)) continue;
-        seen.add(e.ports);
-        for (const p of e.ports) if (p.port >= 1) out.push(p.name === '' ? '' : srvRel(p));
-      }
-    }
-    return out;
+    const imp = this.#imp;
+    return srvRels(imp.type === 'Headless' ? undefined : imp.ports, now?.flatMap((c) => c.eps) ?? []);
   }
 
   lookup(rel: string, name: string): Map<number, TypeEntry> | undefined {
@@ -221,58 +215,13 @@ class ImportChildren implements ChildNames {
     const base = this.#base;
     const ttl = this.#ttl;
     const imp = this.#imp;
-    if (imp.type !== 'Headless') {
-      // `0 w port <svc>.`, the clusterset IPs as additional (findMultiClusterServices'
-      // ClusterIP branch: one candidate per port × IP).
-      const ports = imp.ports.filter((p) => rel === undefined || (p.name !== '' && srvRel(p) === rel));
-      const w = srvWeight(ports.length * imp.ips.length);
-      const seen = new Set<number>();
-      const rrs: RR[] = [];
-      for (const p of ports) {
-        if (seen.has(p.port)) continue;
-        seen.add(p.port);
-        rrs.push({ name, type: Type.SRV, ttl, srv: { priority: 0, weight: w, port: p.port, target: base } });
-      }
-      return { rrs, extra: imp.ips.map((ip) => addressRR(base, ttl, ip)) };
-    }
+    // findMultiClusterServices' ClusterIP branch, as a ClusterIP Service's, over spec.ips.
+    if (imp.type !== 'Headless') return clusterIPSrvSet(name, base, ttl, imp.ports, imp.ips, rel);
     // One SRV per distinct (cluster, endpoint name, port), target `<ep>.<clusterid>.<svc>...`.
-    type Cand = { target: string; ip: string; port: number };
-    const cands: Cand[] = [];
-    for (const c of now ?? this.#served() ?? []) {
-      for (const e of c.eps) {
-        for (const p of e.ports) {
-          if (p.port < 1) continue;
-          if (rel !== undefined && (p.name === '' || srvRel(p) !== rel)) continue;
-          cands.push({ target: `${nameOf(e)}.${c.cluster}.${base}`, ip: e.ip, port: p.port });
-        }
-      }
-    }
-    const w = srvWeight(cands.length);
-    const seen = new Set<string>();
-    const seenExtra = new Set<string>();
-    const rrs: RR[] = [];
-    const extra: RR[] = [];
-    for (const c of cands) {
-      const k = `${c.target}|${c.port}`;
-      if (!seen.has(k)) {
-        seen.add(k);
-        rrs.push({ name, type: Type.SRV, ttl, srv: { priority: 0, weight: w, port: c.port, target: c.target } });
-      }
-      const ke = `${c.target}|${c.ip}`;
-      if (!seenExtra.has(ke)) {
-        seenExtra.add(ke);
-        extra.push(addressRR(c.target, ttl, c.ip));
-      }
-    }
-    return { rrs, extra };
+    const cands: SrvCandidate[] = [];
+    for (const c of now ?? this.#served() ?? []) srvCandidates(cands, c.eps, `${c.cluster}.${base}`, rel);
+    return endpointSrvSet(name, ttl, cands);
   }
-}
-
-/** Relative SRV names (`_http._tcp`) → their `_proto` parent. */
-function srvNames(rels: readonly string[]): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const rel of rels) if (rel !== '') out.set(rel, rel.slice(rel.indexOf('.') + 1));
-  return out;
 }
 
 /**
@@ -281,24 +230,11 @@ function srvNames(rels: readonly string[]): Map<string, string> {
  * imports that changed (`ClusterChange.imports`); only those are rebuilt.
  */
 export class MulticlusterZone extends ClusterZone {
-  #fallbackNS: readonly string[];
-  #rebuilds = 0;
-
-  constructor(name: string, store: ClusterStore, opts: ZoneOptions, fallbackNS: readonly string[] = []) {
-    // ClusterZone's constructor subscribes to the store and calls rebuildAll() before this
-    // class's fields exist; that call does nothing (see rebuildAll) and this one builds.
-    super(name, store, opts, fallbackNS);
-    this.#fallbackNS = fallbackNS;
-    this.rebuildAll();
-  }
-
-  override setOptions(opts: ZoneOptions, fallbackNS: readonly string[] = this.#fallbackNS): void {
-    this.#fallbackNS = fallbackNS;
-    super.setOptions(opts, fallbackNS);
-  }
+  // No fields and no #private members: ClusterZone's constructor runs the first full
+  // rebuild through ownerKinds() before a subclass's own members would exist.
 
   override stats(): ZoneStats {
-    return { services: this.store.serviceImports.size, names: this.forward.size, reverseNames: 0, rebuilds: this.#rebuilds };
+    return { ...super.stats(), services: this.store.serviceImports.size };
   }
 
   /** Apply one store change: rebuild the named imports and namespaces only. */
@@ -310,62 +246,24 @@ export class MulticlusterZone extends ClusterZone {
     const glue = change.services.has(KUBE_DNS);
     // Services, pods: nothing of this zone (but the NS glue) can have changed.
     if (change.imports.size === 0 && change.namespaces.size === 0 && !glue) return;
-    for (const key of change.imports) this.#import(key);
-    for (const ns of change.namespaces) this.#namespace(ns);
-    this.#apex();
-    this.#rebuilds++;
+    for (const key of change.imports) this.buildImport(key);
+    for (const ns of change.namespaces) this.buildNamespace(ns);
     // The answer cache drops entries per `<zone>|<ns>/<name>` of `services`: here those
     // are the imports (the names below an import depend on it alone).
-    this.onUpdate?.({ ...change, services: change.imports });
+    this.updated({ ...change, services: change.imports });
   }
 
-  override rebuildAll(): void {
-    // Called by ClusterZone's constructor before this class is initialized: skipped there.
-    if (!(#rebuilds in this)) return;
-    const wanted = new Set<string>();
-    for (const key of this.store.serviceImports.keys()) {
-      wanted.add(`imp:${key}`);
-      this.#import(key);
-    }
-    for (const ns of this.store.namespaces.keys()) {
-      wanted.add(`ns:${ns}`);
-      this.#namespace(ns);
-    }
-    for (const owner of [...this.forward.owners()]) {
-      if (owner !== 'apex' && !wanted.has(owner)) this.forward.set(owner, []);
-    }
-    this.#apex();
-    this.#rebuilds++;
-    this.onUpdate?.(undefined);
+  protected override ownerKinds(): OwnerKind[] {
+    return [
+      { prefix: 'imp', keys: this.store.serviceImports.keys(), build: (key) => this.buildImport(key) },
+      { prefix: 'ns', keys: this.store.namespaces.keys(), build: (ns) => this.buildNamespace(ns) },
+    ];
   }
 
-  override soa(owner: string = this.name): RR {
-    const ttl = this.options.ttl;
-    return {
-      name: owner,
-      type: Type.SOA,
-      ttl: Math.min(ttl, 300),
-      soa: {
-        mname: `ns.dns.${this.name}`,
-        rname: `hostmaster.${this.name}`,
-        serial: this.serial >>> 0,
-        refresh: 7200,
-        retry: 1800,
-        expire: 86400,
-        minimum: ttl,
-      },
-    };
-  }
-
-  #exposed(ns: string): boolean {
-    const only = this.options.namespaces;
-    return only === undefined || only.has(ns);
-  }
-
-  #import(key: string): void {
+  private buildImport(key: string): void {
     const owner = `imp:${key}`;
     const imp = this.store.serviceImports.get(key);
-    if (imp === undefined || !this.#exposed(imp.namespace)) {
+    if (imp === undefined || !this.exposed(imp.namespace)) {
       this.forward.set(owner, []);
       return;
     }
@@ -380,44 +278,21 @@ export class MulticlusterZone extends ClusterZone {
     this.forward.set(owner, sets);
   }
 
-  #namespace(ns: string): void {
+  private buildNamespace(ns: string): void {
     const owner = `ns:${ns}`;
     // No `<ns>.pod.<zone>`: pod names are not served in multicluster zones.
-    this.forward.set(owner, this.store.namespaces.has(ns) && this.#exposed(ns) ? [exists(`${ns}.svc.${this.name}`)] : []);
+    this.forward.set(owner, this.store.namespaces.has(ns) && this.exposed(ns) ? [exists(`${ns}.svc.${this.name}`)] : []);
   }
 
   /**
-   * SOA, NS with glue, dns-version and `svc.<zone>`. The serial is the store's
+   * SOA, NS with glue, dns-version and `svc.<zone>` (no `pod`). The serial is the store's
    * `lastImportChange` as is (the store moves it forward for every change of imports, their
    * slices or namespaces, and `--workers` replicas copy it, so every worker serves one
    * serial per version). A new NS glue (kube-dns's ClusterIPs) does not move it, as
    * CoreDNS's ModifiedMultiCluster does not.
    */
-  #apex(): void {
-    const z = this.name;
-    const nsName = `ns.dns.${z}`;
-    const ttl = this.options.ttl;
-    this.serial = this.store.lastImportChange >>> 0;
-    const glue = this.#nsAddresses().map((ip) => addressRR(nsName, ttl, ip));
-    const sets: RecordSet[] = [
-      { name: z, type: Type.SOA, rrs: [this.soa()] },
-      { name: z, type: Type.NS, rrs: [{ name: z, type: Type.NS, ttl, target: nsName }], extra: glue },
-      { name: `dns-version.${z}`, type: Type.TXT, rrs: [{ name: `dns-version.${z}`, type: Type.TXT, ttl: VERSION_TTL, txt: [DNS_SCHEMA_VERSION] }] },
-      exists(`svc.${z}`),
-    ];
-    const a = glue.filter((r) => r.type === Type.A);
-    const aaaa = glue.filter((r) => r.type === Type.AAAA);
-    if (a.length > 0) sets.push({ name: nsName, type: Type.A, rrs: a });
-    if (aaaa.length > 0) sets.push({ name: nsName, type: Type.AAAA, rrs: aaaa });
-    if (glue.length === 0) sets.push(exists(nsName));
-    this.forward.set('apex', sets);
-  }
-
-  /** As the cluster zone: kube-system/kube-dns's ClusterIPs, else the addresses we listen on. */
-  #nsAddresses(): readonly string[] {
-    const svc = this.store.services.get(KUBE_DNS);
-    if (svc !== undefined && svc.clusterIPs.length > 0) return svc.clusterIPs;
-    return this.#fallbackNS;
+  protected override apex(): void {
+    this.setApex(this.store.lastImportChange, ['svc']);
   }
 }
 

@@ -23,6 +23,16 @@ export interface ZoneStats {
   readonly rebuilds: number;
 }
 
+/**
+ * One kind of owner in the forward table (`<prefix>:<key>`): the keys the store holds
+ * now and how one owner is (re)built, its records or none when it is gone or hidden.
+ */
+export interface OwnerKind {
+  readonly prefix: string;
+  readonly keys: Iterable<string>;
+  readonly build: (key: string) => void;
+}
+
 export class ClusterZone {
   readonly name: string;
   readonly forward: NameTable;
@@ -89,20 +99,16 @@ export class ClusterZone {
     }
     for (const key of change.services) this.#service(key);
     for (const ns of change.namespaces) this.#namespace(ns);
-    this.#apex();
-    this.#rebuilds++;
-    this.onUpdate?.(change);
+    this.updated(change);
   }
 
   rebuildAll(): void {
     const wanted = new Set<string>();
-    for (const key of this.store.services.keys()) {
-      wanted.add(`svc:${key}`);
-      this.#service(key);
-    }
-    for (const ns of this.store.namespaces.keys()) {
-      wanted.add(`ns:${ns}`);
-      this.#namespace(ns);
+    for (const kind of this.ownerKinds()) {
+      for (const key of kind.keys) {
+        wanted.add(`${kind.prefix}:${key}`);
+        kind.build(key);
+      }
     }
     for (const owner of [...this.forward.owners()]) {
       if (owner !== 'apex' && !wanted.has(owner)) this.forward.set(owner, []);
@@ -110,19 +116,38 @@ export class ClusterZone {
     for (const owner of [...this.reverse.owners()]) {
       if (!wanted.has(owner)) this.reverse.set(owner, undefined);
     }
-    this.#apex();
-    this.#rebuilds++;
-    this.onUpdate?.(undefined);
+    this.updated(undefined);
   }
 
-  #exposed(ns: string): boolean {
+  /**
+   * The kinds of owner a full rebuild walks: services and namespaces. A zone served from
+   * other objects (MulticlusterZone: ServiceImports) names its own. Called from the
+   * constructor, so an override must not reach a subclass's own fields or #private
+   * members (they do not exist yet then).
+   */
+  protected ownerKinds(): OwnerKind[] {
+    return [
+      { prefix: 'svc', keys: this.store.services.keys(), build: (key) => this.#service(key) },
+      { prefix: 'ns', keys: this.store.namespaces.keys(), build: (ns) => this.#namespace(ns) },
+    ];
+  }
+
+  /** After a change was applied (undefined: everything rebuilt): apex, count, listeners. */
+  protected updated(change: ClusterChange | undefined): void {
+    this.apex();
+    this.#rebuilds++;
+    this.onUpdate?.(change);
+  }
+
+  /** Whether `ns` is served (`namespaces`). */
+  protected exposed(ns: string): boolean {
     return this.#opts.namespaces === undefined || this.#opts.namespaces.has(ns);
   }
 
   #service(key: string): void {
     const owner = `svc:${key}`;
     const svc = this.store.services.get(key);
-    if (svc === undefined || !this.#exposed(svc.namespace)) {
+    if (svc === undefined || !this.exposed(svc.namespace)) {
       this.forward.set(owner, []);
       this.reverse.set(owner, undefined);
       return;
@@ -142,7 +167,7 @@ export class ClusterZone {
 
   #namespace(ns: string): void {
     const owner = `ns:${ns}`;
-    if (!this.store.namespaces.has(ns) || !this.#exposed(ns)) {
+    if (!this.store.namespaces.has(ns) || !this.exposed(ns)) {
       this.forward.set(owner, []);
       return;
     }
@@ -152,26 +177,27 @@ export class ClusterZone {
     this.forward.set(owner, sets);
   }
 
-  /** Apex: SOA, NS with glue, dns-version, and the always-present `svc`/`pod` names. */
-  #apex(): void {
+  /** Apex: the serial is the time of the last DNS-visible change; `svc` and `pod` always exist. */
+  protected apex(): void {
+    this.setApex(this.store.lastChange, ['svc', 'pod']);
+  }
+
+  /**
+   * The apex owner at `serial`: SOA, NS with the `ns.dns.<zone>` glue, dns-version, and
+   * the names always present below the apex (`below`: `svc`, `pod`).
+   */
+  protected setApex(serial: number, below: readonly string[]): void {
     const z = this.name;
     const nsName = `ns.dns.${z}`;
     const ttl = this.#opts.ttl;
-    this.serial = this.store.lastChange >>> 0;
-    const soa = this.soa();
-    const sets: RecordSet[] = [
-      { name: z, type: Type.SOA, rrs: [soa] },
-      {
-        name: z,
-        type: Type.NS,
-        rrs: [{ name: z, type: Type.NS, ttl, target: nsName }],
-        extra: this.#nsAddresses().map((ip) => addressRR(nsName, ttl, ip)),
-      },
-      { name: `dns-version.${z}`, type: Type.TXT, rrs: [{ name: `dns-version.${z}`, type: Type.TXT, ttl: VERSION_TTL, txt: [DNS_SCHEMA_VERSION] }] },
-      exists(`svc.${z}`),
-      exists(`pod.${z}`),
-    ];
+    this.serial = serial >>> 0;
     const glue = this.#nsAddresses().map((ip) => addressRR(nsName, ttl, ip));
+    const sets: RecordSet[] = [
+      { name: z, type: Type.SOA, rrs: [this.soa()] },
+      { name: z, type: Type.NS, rrs: [{ name: z, type: Type.NS, ttl, target: nsName }], extra: glue },
+      { name: `dns-version.${z}`, type: Type.TXT, rrs: [{ name: `dns-version.${z}`, type: Type.TXT, ttl: VERSION_TTL, txt: [DNS_SCHEMA_VERSION] }] },
+      ...below.map((label) => exists(`${label}.${z}`)),
+    ];
     const a = glue.filter((r) => r.type === Type.A);
     const aaaa = glue.filter((r) => r.type === Type.AAAA);
     if (a.length > 0) sets.push({ name: nsName, type: Type.A, rrs: a });

@@ -106,7 +106,8 @@ export function rrText(a: dnsPacket.Answer): string {
   }
 }
 
-export function udpExchange(port: number, msg: Buffer, host = '127.0.0.1', timeoutMs = 2000): Promise<Buffer> {
+/** One UDP query; `from` binds the client to that address (a pod's, say) instead of any. */
+export function udpExchange(port: number, msg: Buffer, host = '127.0.0.1', timeoutMs = 2000, from?: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const s = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
     const timer = setTimeout(() => {
@@ -118,14 +119,18 @@ export function udpExchange(port: number, msg: Buffer, host = '127.0.0.1', timeo
       s.close();
       resolve(m);
     });
-    s.send(msg, port, host);
+    if (from === undefined) s.send(msg, port, host);
+    else s.bind(0, from, () => s.send(msg, port, host));
   });
 }
 
-/** Send one or more framed queries on one TCP connection; resolves with all replies. */
-export function tcpExchange(port: number, msgs: Buffer[], host = '127.0.0.1', timeoutMs = 2000): Promise<Buffer[]> {
+/**
+ * Send one or more framed queries on one TCP connection; resolves with all replies.
+ * `from` binds the client to that address.
+ */
+export function tcpExchange(port: number, msgs: Buffer[], host = '127.0.0.1', timeoutMs = 2000, from?: string): Promise<Buffer[]> {
   return new Promise((resolve, reject) => {
-    const sock = net.connect(port, host);
+    const sock = net.connect({ port, host, localAddress: from });
     const replies: Buffer[] = [];
     let buf = Buffer.alloc(0);
     const timer = setTimeout(() => {

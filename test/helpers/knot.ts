@@ -71,11 +71,8 @@ export function knotdPath(): string | undefined {
  * missing (the test was skipped or failed with the hint); callers then return.
  */
 export async function startKnot(t: Test, zones: Record<string, string> = { [KNOT_ZONE]: KNOT_ZONE_TEXT }): Promise<Knot | undefined> {
-  const bin = knotdPath();
-  if (bin === undefined) {
-    knotMissing(t);
-    return undefined;
-  }
+  const bin = requireKnotd(t);
+  if (bin === undefined) return undefined;
   let lastErr: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
@@ -88,11 +85,19 @@ export async function startKnot(t: Test, zones: Record<string, string> = { [KNOT
 }
 
 async function startOnce(t: Test, bin: string, zones: Record<string, string>): Promise<Knot> {
-  const dir = mkdtempSync(join(tmpdir(), 'clusterdns-knot-'));
   const port = await freePort();
-  for (const d of ['run', 'storage', 'zones']) mkdirSync(join(dir, d));
-  for (const [name, text] of Object.entries(zones)) writeFileSync(join(dir, 'zones', `${name}.zone`), text);
-  const conf = `server:
+  return runKnot(t, bin, {
+    port,
+    files: zones,
+    conf: (dir) => knotPrimaryConf(dir, port, Object.keys(zones)),
+    ready: (zone) => soaAnswered(port, zone, false),
+    late: 'not answering',
+  });
+}
+
+/** The part of knot.conf every test Knot shares: one worker each, its state under `dir`, logs to stderr. */
+function knotServerConf(dir: string, port: number): string {
+  return `server:
     rundir: "${dir}/run"
     listen: 127.0.0.1@${port}
     udp-workers: 1
@@ -105,19 +110,64 @@ log:
     any: info
 database:
     storage: "${dir}/storage"
-template:
+`;
+}
+
+/** knot.conf of a primary serving `zones` from `<dir>/zones/<zone>.zone`. */
+export function knotPrimaryConf(dir: string, port: number, zones: readonly string[]): string {
+  return `${knotServerConf(dir, port)}template:
   - id: default
     storage: "${dir}/zones"
     file: "%s.zone"
     journal-content: none
     zonefile-sync: -1
 zone:
-${Object.keys(zones)
-  .map((z) => `  - domain: ${z}`)
-  .join('\n')}
+${zones.map((z) => `  - domain: ${z}`).join('\n')}
 `;
-  writeFileSync(join(dir, 'knot.conf'), conf);
-  const proc: ChildProcess = spawn(bin, ['-c', join(dir, 'knot.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/**
+ * Whether the Knot on 127.0.0.1:`port` answers `zone`'s SOA without error (and, with
+ * `transferred`, with the record: a secondary that has the zone).
+ */
+function soaAnswered(port: number, zone: string, transferred: boolean): Promise<boolean> {
+  return udpExchange(port, makeQuery(zone, 'SOA'), '127.0.0.1', 200).then(
+    (b) => (b[3]! & 0xf) === 0 && (!transferred || b.readUInt16BE(6) > 0),
+    () => false,
+  );
+}
+
+export interface KnotRun {
+  readonly port: number;
+  /** knot.conf for the run's temp dir. */
+  readonly conf: (dir: string) => string;
+  /** Zone files written to `<dir>/zones/<name>.zone`; their names are the zones waited for. */
+  readonly files?: Record<string, string>;
+  /** The zones waited for when there are no files (a secondary's). */
+  readonly zones?: readonly string[];
+  /** Whether knotd is ready for `zone` (asked every 50 ms until it is). */
+  readonly ready: (zone: string) => Promise<boolean>;
+  /** Default 10 s. */
+  readonly timeoutMs?: number;
+  /** What the error says when it is not ready in time ("not answering"). */
+  readonly late: string;
+  /** An argv prefix knotd runs under (`ip netns exec <ns>`, which execs it: the pid is knotd's). */
+  readonly prefix?: readonly string[];
+}
+
+/**
+ * Run knotd from a fresh temp dir (run/, storage/, zones/) until it is ready for every
+ * zone; stopped, and the dir removed, in teardown, or at once when it exits or is late
+ * (the error carries its log). The one start and wait routine of every test Knot:
+ * primary, secondary, or inside a pod's namespace.
+ */
+export async function runKnot(t: Test, bin: string, o: KnotRun): Promise<Knot> {
+  const dir = mkdtempSync(join(tmpdir(), 'clusterdns-knot-'));
+  for (const d of ['run', 'storage', 'zones']) mkdirSync(join(dir, d));
+  for (const [name, text] of Object.entries(o.files ?? {})) writeFileSync(join(dir, 'zones', `${name}.zone`), text);
+  writeFileSync(join(dir, 'knot.conf'), o.conf(dir));
+  const argv = [...(o.prefix ?? []), bin, '-c', join(dir, 'knot.conf')];
+  const proc: ChildProcess = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
@@ -133,9 +183,10 @@ ${Object.keys(zones)
     }
     rmSync(dir, { recursive: true, force: true });
   };
-  // Ready when it answers the SOA of every zone.
-  const deadline = Date.now() + 10_000;
-  for (const zone of Object.keys(zones)) {
+  t.teardown(stop);
+  const timeoutMs = o.timeoutMs ?? 10_000;
+  const deadline = Date.now() + timeoutMs;
+  for (const zone of o.zones ?? Object.keys(o.files ?? {})) {
     for (;;) {
       if (proc.exitCode !== null || proc.signalCode !== null) {
         await stop();
@@ -143,18 +194,20 @@ ${Object.keys(zones)
       }
       if (Date.now() > deadline) {
         await stop();
-        throw new Error(`knotd not answering within 10 s: ${log}`);
+        throw new Error(`knotd ${o.late} within ${timeoutMs} ms: ${log}`);
       }
-      const ok = await udpExchange(port, makeQuery(zone, 'SOA'), '127.0.0.1', 200).then(
-        (b) => (b[3]! & 0xf) === 0,
-        () => false,
-      );
-      if (ok) break;
+      if (await o.ready(zone)) break;
       await new Promise((r) => setTimeout(r, 50));
     }
   }
-  t.teardown(stop);
-  return { host: '127.0.0.1', port, dir, log: () => log, stop };
+  return { host: '127.0.0.1', port: o.port, dir, log: () => log, stop };
+}
+
+/** knotd's path, or undefined after failing (CI=true) or skipping `t` with the install hint. */
+export function requireKnotd(t: Test): string | undefined {
+  const bin = knotdPath();
+  if (bin === undefined) knotMissing(t);
+  return bin;
 }
 
 /** As `requireTool` (cli.ts) for a knotd that may be outside PATH: fail under CI=true, else skip. */
@@ -172,10 +225,7 @@ function knotMissing(t: Test): void {
 export function sharedKnot(root: Test): (sub: Test) => Promise<Knot | undefined> {
   let started: Promise<Knot | undefined> | undefined;
   return async (sub) => {
-    if (knotdPath() === undefined) {
-      knotMissing(sub);
-      return undefined;
-    }
+    if (requireKnotd(sub) === undefined) return undefined;
     started ??= startKnot(root);
     return started;
   };
@@ -219,20 +269,7 @@ export interface KnotSecondaryOptions {
  * memory and the journal under `dir`.
  */
 export function knotSecondaryConf(dir: string, port: number, o: KnotSecondaryOptions): string {
-  return `server:
-    rundir: "${dir}/run"
-    listen: 127.0.0.1@${port}
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-control:
-    listen: "${dir}/run/knot.sock"
-log:
-  - target: stderr
-    any: info
-database:
-    storage: "${dir}/storage"
-remote:
+  return `${knotServerConf(dir, port)}remote:
   - id: clusterdns
     address: ${o.primary.host}@${o.primary.port}
 acl:
@@ -262,48 +299,15 @@ zone:
  * failed under CI=true). Stopped, and its temp dir removed, in teardown.
  */
 export async function startKnotSecondary(t: Test, o: KnotSecondaryOptions): Promise<Knot | undefined> {
-  const bin = knotdPath();
-  if (bin === undefined) {
-    knotMissing(t);
-    return undefined;
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'clusterdns-knot2-'));
-  for (const d of ['run', 'storage', 'zones']) mkdirSync(join(dir, d));
+  const bin = requireKnotd(t);
+  if (bin === undefined) return undefined;
   const port = o.port ?? (await freePort());
-  writeFileSync(join(dir, 'knot.conf'), knotSecondaryConf(dir, port, o));
-  const proc: ChildProcess = spawn(bin, ['-c', join(dir, 'knot.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  let stopped = false;
-  const stop = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
-    if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGTERM');
-      const killer = setTimeout(() => proc.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(killer);
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
-  t.teardown(stop);
-  const deadline = Date.now() + (o.timeoutMs ?? 10_000);
-  for (;;) {
-    if (proc.exitCode !== null || proc.signalCode !== null) {
-      await stop();
-      throw new Error(`knotd exited: ${log}`);
-    }
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`knotd did not transfer ${o.zone} within ${o.timeoutMs ?? 10_000} ms: ${log}`);
-    }
-    const ok = await udpExchange(port, makeQuery(o.zone, 'SOA'), '127.0.0.1', 200).then(
-      (b) => (b[3]! & 0xf) === 0 && b.readUInt16BE(6) > 0,
-      () => false,
-    );
-    if (ok) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { host: '127.0.0.1', port, dir, log: () => log, stop };
+  return runKnot(t, bin, {
+    port,
+    conf: (dir) => knotSecondaryConf(dir, port, o),
+    zones: [o.zone],
+    ready: (zone) => soaAnswered(port, zone, true),
+    timeoutMs: o.timeoutMs,
+    late: `did not transfer ${o.zone}`,
+  });
 }

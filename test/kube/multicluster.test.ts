@@ -8,14 +8,8 @@
  */
 import t, { type Test } from 'tap';
 import type { KubeSource } from '../../src/cluster/kube/index.js';
-import { DnsHandler } from '../../src/server/handler.js';
-import { listen } from '../../src/server/listen.js';
-import { MulticlusterZone } from '../../src/zone/multicluster.js';
-import { Resolver } from '../../src/zone/resolver.js';
-import { ClusterZone } from '../../src/zone/zone.js';
 import type { FakeApiServer } from '../helpers/fake-apiserver.js';
-import { decode, makeQuery, udpExchange } from '../helpers/dns.js';
-import { fakeServer, makeSource, ns, sleep, slice, startSource, svc, until, watching, Z, ZONE_OPTS } from './helpers/setup.js';
+import { fakeServer, makeSource, ns, serveDns, sleep, slice, startSource, svc, until, watching, Z, type Dns } from './helpers/setup.js';
 
 const MC = 'clusterset.local';
 const GROUP = '/apis/multicluster.x-k8s.io/v1alpha1';
@@ -55,34 +49,9 @@ async function get(s: FakeApiServer, path: string): Promise<{ status: number; bo
   return { status: r.status, body, text };
 }
 
-/** cluster.local and clusterset.local over the source's store, on a UDP port, as the DnsNode wires them. */
-async function serve(t: Test, source: KubeSource): Promise<(name: string, type?: string) => Promise<string>> {
-  const resolver = new Resolver();
-  const handler = new DnsHandler({ resolver });
-  const zones = [new ClusterZone(Z, source.store, ZONE_OPTS), new MulticlusterZone(MC, source.store, ZONE_OPTS)];
-  for (const z of zones) z.onUpdate = (c) => handler.invalidateChange(z.name, c);
-  resolver.setZones(zones);
-  resolver.synced = () => source.synced();
-  const l = await listen(handler, { host: '127.0.0.1', port: 0 });
-  t.teardown(async () => {
-    await l.close();
-    for (const z of zones) z.close();
-  });
-  let id = 1;
-  return async (name, type = 'A') => {
-    const d = decode(await udpExchange(l.udpPort, makeQuery(name, type, { id: id++ & 0xffff })));
-    return [d.rcode, ...d.answer.map((a) => a.split(' ').slice(4).join(' ')).sort()].join(' ');
-  };
-}
-
-async function answer(q: (n: string, ty?: string) => Promise<string>, name: string, want: string, type = 'A', ms = 3000): Promise<string> {
-  const deadline = Date.now() + ms;
-  let last = await q(name, type);
-  while (last !== want && Date.now() < deadline) {
-    await sleep(5);
-    last = await q(name, type);
-  }
-  return last;
+/** cluster.local and clusterset.local over the source's store, on a UDP port (serveDns); `short` answers. */
+async function serve(t: Test, source: KubeSource): Promise<Dns> {
+  return serveDns(t, source, {}, [MC]);
 }
 
 t.test('the fake API server serves the ServiceImport CRD like kube-apiserver', async (t) => {
@@ -151,7 +120,8 @@ t.test('imports and their slices from list and watch: added, changed, deleted', 
   t.equal(source.status().serviceImports, 'watching');
   t.ok(source.status().resources.some((r) => r.resource === 'serviceimports' && r.synced), 'a synced serviceimports watcher');
   t.match(log.lines.find((l) => /skipped/.test(l.msg)), { level: 'warn', fields: { resource: 'serviceimports', kind: 'ServiceImport', namespace: 'shop', name: 'bad', reason: /^spec\.type: must be one of ClusterSetIP, Headless, got "LoadBalancer"/ } }, 'an invalid import is named and skipped');
-  const q = await serve(t, source);
+  const dns = await serve(t, source);
+  const q = dns.short;
   t.equal(await q(`cart.shop.svc.${MC}`), 'NOERROR 10.100.0.20', 'listed import');
   t.equal(await q(`cart-0.east.cart.shop.svc.${MC}`), 'NOERROR 10.1.0.5', 'its slice');
   t.equal(await q(`cart.shop.svc.${Z}`), 'NOERROR 10.96.0.20', 'the Service beside it');
@@ -161,22 +131,22 @@ t.test('imports and their slices from list and watch: added, changed, deleted', 
   // Through the watch.
   s.create('ServiceImport', serviceImport('shop', 'db', { type: 'Headless' }));
   s.create('EndpointSlice', mcSlice('shop', 'db-west', 'db', 'west', ['10.2.0.7', '10.2.0.8'], ['db-0', 'db-1']));
-  t.equal(await answer(q, `db.shop.svc.${MC}`, 'NOERROR 10.2.0.7 10.2.0.8'), 'NOERROR 10.2.0.7 10.2.0.8', 'import added by the watch');
+  t.equal(await dns.until(`db.shop.svc.${MC}`, 'NOERROR 10.2.0.7 10.2.0.8'), 'NOERROR 10.2.0.7 10.2.0.8', 'import added by the watch');
   t.equal(await q(`db-1.west.db.shop.svc.${MC}`), 'NOERROR 10.2.0.8');
   t.equal(await q(`_http._tcp.db.shop.svc.${MC}`, 'SRV'), 'NOERROR 0 50 8080 db-0.west.db.shop.svc.clusterset.local. 0 50 8080 db-1.west.db.shop.svc.clusterset.local.');
   s.update('ServiceImport', serviceImport('shop', 'cart', { type: 'ClusterSetIP', ips: ['10.100.0.21'] }));
-  t.equal(await answer(q, `cart.shop.svc.${MC}`, 'NOERROR 10.100.0.21'), 'NOERROR 10.100.0.21', 'import changed by the watch');
+  t.equal(await dns.until(`cart.shop.svc.${MC}`, 'NOERROR 10.100.0.21'), 'NOERROR 10.100.0.21', 'import changed by the watch');
   s.update('EndpointSlice', mcSlice('shop', 'db-west', 'db', 'west', ['10.2.0.7'], ['db-0']));
-  t.equal(await answer(q, `db.shop.svc.${MC}`, 'NOERROR 10.2.0.7'), 'NOERROR 10.2.0.7', 'slice changed by the watch');
+  t.equal(await dns.until(`db.shop.svc.${MC}`, 'NOERROR 10.2.0.7'), 'NOERROR 10.2.0.7', 'slice changed by the watch');
   s.delete('ServiceImport', 'shop', 'cart');
-  t.equal(await answer(q, `cart.shop.svc.${MC}`, 'NXDOMAIN'), 'NXDOMAIN', 'import deleted by the watch');
+  t.equal(await dns.until(`cart.shop.svc.${MC}`, 'NXDOMAIN'), 'NXDOMAIN', 'import deleted by the watch');
   t.equal(await q(`cart-0.east.cart.shop.svc.${MC}`), 'NXDOMAIN', 'its endpoint names with it');
   t.equal(await q(`cart.shop.svc.${Z}`), 'NOERROR 10.96.0.20', 'the Service stays');
   // A relist (410) applies the difference: nothing vanishes meanwhile.
   s.compact();
   s.dropWatches();
   s.create('ServiceImport', serviceImport('shop', 'after', { type: 'ClusterSetIP', ips: ['10.100.0.30'] }));
-  t.equal(await answer(q, `after.shop.svc.${MC}`, 'NOERROR 10.100.0.30'), 'NOERROR 10.100.0.30', 'after a relist');
+  t.equal(await dns.until(`after.shop.svc.${MC}`, 'NOERROR 10.100.0.30'), 'NOERROR 10.100.0.30', 'after a relist');
   t.equal(await q(`db-0.west.db.shop.svc.${MC}`), 'NOERROR 10.2.0.7');
   t.equal(source.store.serviceImports.size, 2, 'db and after (the invalid one is not stored)');
 });
@@ -190,7 +160,8 @@ t.test('no ServiceImport CRD: one warning, every other name served; the CRD inst
   t.ok(source.synced(), 'synced without it (nothing to list)');
   await watching(source);
   t.equal(source.status().serviceImports, 'absent');
-  const q = await serve(t, source);
+  const dns = await serve(t, source);
+  const q = dns.short;
   t.equal(await q(`cart.shop.svc.${Z}`), 'NOERROR 10.96.0.20', 'the cluster zone answers');
   t.equal(await q(`nope.shop.svc.${Z}`), 'NXDOMAIN', 'and its misses are NXDOMAIN, not SERVFAIL');
   t.equal(await q(`cart.shop.svc.${MC}`), 'NXDOMAIN', 'the multicluster zone is served, empty');
@@ -203,15 +174,15 @@ t.test('no ServiceImport CRD: one warning, every other name served; the CRD inst
 
   s.setServiceImports(true);
   s.create('ServiceImport', serviceImport('shop', 'cart', { type: 'ClusterSetIP', ips: ['10.100.0.20'] }));
-  t.equal(await answer(q, `cart.shop.svc.${MC}`, 'NOERROR 10.100.0.20'), 'NOERROR 10.100.0.20', 'installed: listed and watched');
+  t.equal(await dns.until(`cart.shop.svc.${MC}`, 'NOERROR 10.100.0.20'), 'NOERROR 10.100.0.20', 'installed: listed and watched');
   t.equal(source.status().serviceImports, 'watching');
   t.equal(log.count('info', /CRD is installed now/), 1);
   s.create('ServiceImport', serviceImport('shop', 'db', { type: 'ClusterSetIP', ips: ['10.100.0.21'] }));
-  t.equal(await answer(q, `db.shop.svc.${MC}`, 'NOERROR 10.100.0.21'), 'NOERROR 10.100.0.21', 'and watched');
+  t.equal(await dns.until(`db.shop.svc.${MC}`, 'NOERROR 10.100.0.21'), 'NOERROR 10.100.0.21', 'and watched');
 
   // The CRD removed under the watch: its objects go (DELETED), then 404s: one warning, no outage.
   s.setServiceImports(false);
-  t.equal(await answer(q, `db.shop.svc.${MC}`, 'NXDOMAIN'), 'NXDOMAIN', 'deleted with the CRD');
+  t.equal(await dns.until(`db.shop.svc.${MC}`, 'NXDOMAIN'), 'NXDOMAIN', 'deleted with the CRD');
   await until(() => log.count('warn', /not served any more/) === 1, 'the removal noticed');
   await sleep(200);
   t.equal(log.count('warn', /not served any more/), 1, 'once');
@@ -219,7 +190,7 @@ t.test('no ServiceImport CRD: one warning, every other name served; the CRD inst
   t.equal(await q(`cart.shop.svc.${Z}`), 'NOERROR 10.96.0.20', 'the rest keeps serving');
   s.setServiceImports(true);
   s.create('ServiceImport', serviceImport('shop', 'back', { type: 'ClusterSetIP', ips: ['10.100.0.22'] }));
-  t.equal(await answer(q, `back.shop.svc.${MC}`, 'NOERROR 10.100.0.22', 'A', 5000), 'NOERROR 10.100.0.22', 'back');
+  t.equal(await dns.until(`back.shop.svc.${MC}`, 'NOERROR 10.100.0.22', 'A', 5000), 'NOERROR 10.100.0.22', 'back');
   await until(() => log.count('info', /served again/) === 1, 'recovery logged');
 });
 
@@ -239,10 +210,11 @@ t.test('namespaceLabels: imports in a namespace that does not match do not exist
   s.create('Namespace', ns('shop'));
   s.create('ServiceImport', serviceImport('shop', 'cart', { type: 'ClusterSetIP', ips: ['10.100.0.20'] }));
   const { source } = await startSource(t, s, { multicluster: true, namespaceLabels: 'dns=on' });
-  const q = await serve(t, source);
+  const dns = await serve(t, source);
+  const q = dns.short;
   t.equal(await q(`cart.shop.svc.${MC}`), 'NXDOMAIN');
   s.update('Namespace', ns('shop', { dns: 'on' }));
-  t.equal(await answer(q, `cart.shop.svc.${MC}`, 'NOERROR 10.100.0.20'), 'NOERROR 10.100.0.20', 'appears with the label');
+  t.equal(await dns.until(`cart.shop.svc.${MC}`, 'NOERROR 10.100.0.20'), 'NOERROR 10.100.0.20', 'appears with the label');
   s.update('Namespace', ns('shop', {}));
-  t.equal(await answer(q, `cart.shop.svc.${MC}`, 'NXDOMAIN'), 'NXDOMAIN', 'and leaves without it');
+  t.equal(await dns.until(`cart.shop.svc.${MC}`, 'NXDOMAIN'), 'NXDOMAIN', 'and leaves without it');
 });

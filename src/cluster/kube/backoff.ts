@@ -49,3 +49,31 @@ export class Backoff {
     this.#failures = 0;
   }
 }
+
+/**
+ * The wait between two attempts, which `wake()` ends at once: a stop must not wait out
+ * a backoff delay of up to 30 s. One per loop that sleeps (a watcher, the discovery of
+ * EndpointSlices, the ServiceImport CRD's).
+ */
+export class Pause {
+  #wake: (() => void) | undefined;
+
+  sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.#wake = undefined;
+        resolve();
+      }, ms);
+      this.#wake = () => {
+        clearTimeout(t);
+        this.#wake = undefined;
+        resolve();
+      };
+    });
+  }
+
+  /** End the sleep in progress now (nothing when there is none). */
+  wake(): void {
+    this.#wake?.();
+  }
+}

@@ -21,7 +21,7 @@
 import type { ClusterStore } from '../store.js';
 import { ClusterStore as Store } from '../store.js';
 import type { SourceLog } from '../../log.js';
-import { Backoff } from './backoff.js';
+import { Backoff, Pause } from './backoff.js';
 import { type Channel, type ClientConfig, type ClientDescription, KubeConfigError, loadClientConfig } from './config.js';
 import { Emitter } from './events.js';
 import { describeError, getJSON, statusOf } from './http.js';
@@ -147,12 +147,12 @@ export class KubeSource {
   readonly #events = new Emitter<KubeSourceEvents>();
   readonly #watchers: ResourceWatcher[] = [];
   #endpoints: 'EndpointSlice' | 'Endpoints' | undefined;
-  #discoveryWake: (() => void) | undefined;
+  readonly #discoveryPause = new Pause();
   #discovery: Promise<void> | undefined;
   #discoveryChannel: Channel | undefined;
   #imports: ImportsState = 'off';
   #importsDiscovery: Promise<void> | undefined;
-  #importsWake: (() => void) | undefined;
+  readonly #importsPause = new Pause();
   #importsChannel: Channel | undefined;
   /** The ServiceImports watch got 404 (the CRD was removed): warned once until it is back. */
   #importsGone = false;
@@ -273,9 +273,9 @@ export class KubeSource {
     if (this.#startTimer !== undefined) clearTimeout(this.#startTimer);
     this.#startTimer = undefined;
     this.#settleStart();
-    this.#discoveryWake?.();
+    this.#discoveryPause.wake();
     this.#discoveryChannel?.abortAll();
-    this.#importsWake?.();
+    this.#importsPause.wake();
     this.#importsChannel?.abortAll();
     await Promise.all([this.#discovery, this.#importsDiscovery, ...this.#watchers.map((w) => w.stop())]);
     this.#client.destroy();
@@ -342,14 +342,7 @@ export class KubeSource {
         } else {
           const delay = backoff.next();
           this.#failed('discovery', err as Error, 'list', delay);
-          await new Promise<void>((resolve) => {
-            const t = setTimeout(resolve, delay);
-            this.#discoveryWake = () => {
-              clearTimeout(t);
-              resolve();
-            };
-          });
-          this.#discoveryWake = undefined;
+          await this.#discoveryPause.sleep(delay);
           continue;
         }
       }
@@ -393,7 +386,7 @@ export class KubeSource {
         if (statusOf(err) !== 404) {
           delay = failures.next();
           this.#failed(`${IMPORTS} discovery`, err as Error, 'list', delay);
-          await this.#importsSleep(delay);
+          await this.#importsPause.sleep(delay);
           continue;
         }
         this.#healthy(`${IMPORTS} discovery`);
@@ -411,26 +404,12 @@ export class KubeSource {
         this.#imports = 'absent';
         this.#checkSynced();
       }
-      await this.#importsSleep(delay);
+      await this.#importsPause.sleep(delay);
     }
     if (this.#stopped) return;
     if (warned) this.#log.info('the ServiceImport CRD is installed now: watching ServiceImports', { path: MCS_V1ALPHA1_PATH });
     this.#imports = 'watching';
     this.#add(serviceImportsSpec({}));
-  }
-
-  #importsSleep(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const t = setTimeout(() => {
-        this.#importsWake = undefined;
-        resolve();
-      }, ms);
-      this.#importsWake = () => {
-        clearTimeout(t);
-        this.#importsWake = undefined;
-        resolve();
-      };
-    });
   }
 
   #checkSynced(): void {

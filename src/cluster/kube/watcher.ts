@@ -37,7 +37,7 @@ import { Watch } from '@kubernetes/client-node/dist/watch.js';
 import type { ClusterObject } from '../model.js';
 import { objectKey } from '../model.js';
 import { objectRef, toClusterObject } from '../convert.js';
-import type { Backoff } from './backoff.js';
+import { Pause, type Backoff } from './backoff.js';
 import type { Channel } from './config.js';
 import { describeError, getJSON, isGone, KubeRequestError } from './http.js';
 import type { ResourceSpec } from './resources.js';
@@ -152,7 +152,7 @@ export class ResourceWatcher {
   #fromList = false;
   #stopped = false;
   #attempt: Attempt | undefined;
-  #wake: (() => void) | undefined;
+  readonly #pause = new Pause();
   #loop: Promise<void> | undefined;
 
   constructor(opts: WatcherOptions) {
@@ -192,7 +192,7 @@ export class ResourceWatcher {
     this.#stopped = true;
     this.#attempt?.cancel();
     this.#o.channel.abortAll();
-    this.#wake?.();
+    this.#pause.wake();
     await this.#loop;
     this.#state = 'stopped';
   }
@@ -218,24 +218,10 @@ export class ResourceWatcher {
       }
       if (delay > 0 && !this.#stopped) {
         this.#state = 'backoff';
-        await this.#sleep(delay);
+        await this.#pause.sleep(delay);
       }
     }
     this.#state = 'stopped';
-  }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(() => {
-        this.#wake = undefined;
-        resolve();
-      }, ms);
-      this.#wake = () => {
-        clearTimeout(t);
-        this.#wake = undefined;
-        resolve();
-      };
-    });
   }
 
   #fail(err: Error, phase: 'list' | 'watch'): number {

@@ -13,6 +13,7 @@ import { KubeSource, type KubeSourceOptions } from '../../../src/cluster/kube/in
 import type { SourceLog } from '../../../src/log.js';
 import { DnsHandler } from '../../../src/server/handler.js';
 import { listen } from '../../../src/server/listen.js';
+import { MulticlusterZone } from '../../../src/zone/multicluster.js';
 import { Resolver } from '../../../src/zone/resolver.js';
 import { ClusterZone } from '../../../src/zone/zone.js';
 import type { ZoneOptions } from '../../../src/zone/build.js';
@@ -125,18 +126,24 @@ export interface Dns {
   until(name: string, want: string, type?: string, ms?: number): Promise<string>;
 }
 
-/** ClusterZone + Resolver + DnsHandler over the source's store, on a UDP/TCP port, as app.ts wires them. */
-export async function serveDns(t: Test, source: KubeSource, zopts: Partial<ZoneOptions> = {}): Promise<Dns> {
+/**
+ * ClusterZone + Resolver + DnsHandler over the source's store, on a UDP/TCP port, as
+ * the DnsNode wires them; with `multicluster`, those zones too (MulticlusterZone over
+ * the same store).
+ */
+export async function serveDns(t: Test, source: KubeSource, zopts: Partial<ZoneOptions> = {}, multicluster: readonly string[] = []): Promise<Dns> {
   const resolver = new Resolver();
   const handler = new DnsHandler({ resolver });
-  const zone = new ClusterZone(Z, source.store, { ...ZONE_OPTS, ...zopts });
-  zone.onUpdate = () => handler.invalidate();
-  resolver.setZones([zone]);
+  const opts = { ...ZONE_OPTS, ...zopts };
+  const zone = new ClusterZone(Z, source.store, opts);
+  const zones = [zone, ...multicluster.map((name) => new MulticlusterZone(name, source.store, opts))];
+  for (const z of zones) z.onUpdate = (c) => handler.invalidateChange(z.name, c);
+  resolver.setZones(zones);
   resolver.synced = () => source.synced();
   const l = await listen(handler, { host: '127.0.0.1', port: 0 });
   t.teardown(async () => {
     await l.close();
-    zone.close();
+    for (const z of zones) z.close();
   });
   let id = 1;
   const q = async (name: string, type = 'A'): Promise<Decoded> => decode(await udpExchange(l.udpPort, makeQuery(name, type, { id: id++ & 0xffff })));
