@@ -13,6 +13,10 @@
  *   sync  rule sync at scale (issue 11), with --only sync: bench/proxy-sync.ts as a child process
  *         the same way (a network namespace, root; iptables and nft), bounded by --sync-timeout;
  *         its results are saved as bench/results/<date>-proxy-sync.json
+ *   forward  forwarding speed (issue 13), with --only forward: bench/forward.ts as a child process
+ *         the same way (clusterdns and Unbound forwarding to one Knot: cache hits, misses, our
+ *         authoritative rate, p99, memory), bounded by --forward-timeout; its results are saved
+ *         as bench/results/<date>-forward.json
  *
  * Prints tables, writes bench/results/<date>-<host>.json and prints a Markdown snippet for
  * the README. Loopback only; every child process is stopped at the end, on failure and
@@ -31,13 +35,13 @@ import { installCleanup, interrupted, start, stopAll } from './lib/proc.js';
 import { knotVersion } from './lib/servers.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const STEPS = ['dns', 'kube', 'proxy', 'sync'] as const;
+const STEPS = ['dns', 'kube', 'proxy', 'sync', 'forward'] as const;
 type Step = (typeof STEPS)[number];
 
 const USAGE = `usage: npm run bench -- [flags]        (or: node --import tsx bench/run.ts [flags])
 
 steps (default: dns only, about 2½ minutes)
-  --only LIST            run only these steps (comma-separated: dns,kube,proxy,sync)
+  --only LIST            run only these steps (comma-separated: dns,kube,proxy,sync,forward)
   --skip LIST            leave these steps out
   --kube                 add the kube step (bench/kube.ts, about 2 more minutes): dns, then kube
   --kube-timeout S       stop the kube step after S seconds (default 300)
@@ -57,6 +61,11 @@ sync step (--only sync: bench/proxy-sync.ts, as root; a few minutes; results in 
   --sync-timeout S       stop the sync step after S seconds (default 1200)
   --sync-arg=ARG         pass ARG to bench/proxy-sync.ts (repeatable; e.g. --sync-arg=--sync-services=20000;
                          \`node --import tsx bench/proxy-sync.ts --help\`)
+
+forward step (--only forward: bench/forward.ts; about 6 minutes; results in <date>-forward.json)
+  --forward-timeout S    stop the forward step after S seconds (default 1200)
+  --forward-arg=ARG      pass ARG to bench/forward.ts (repeatable; e.g. --forward-arg=--rounds=5;
+                         \`node --import tsx bench/forward.ts --help\`)
 
 cluster (dns step)
   --services N           ClusterIP services, each with named ports http/80 and metrics/9090 (default 2000)
@@ -121,7 +130,7 @@ function stepList(v: string | undefined, flag: string): Step[] {
   return out;
 }
 
-async function runChildStep(step: 'kube' | 'proxy' | 'sync', args: readonly string[], timeoutS: number, quick: boolean, scratch: string): Promise<ChildStep> {
+async function runChildStep(step: 'kube' | 'proxy' | 'sync' | 'forward', args: readonly string[], timeoutS: number, quick: boolean, scratch: string): Promise<ChildStep> {
   const script = join(ROOT, 'bench', step === 'sync' ? 'proxy-sync.ts' : `${step}.ts`);
   if (!existsSync(script)) return { status: 'not present' };
   const resultFile = join(scratch, `${step}-result.json`);
@@ -201,6 +210,8 @@ async function main(): Promise<number> {
       'proxy-arg': { type: 'string', multiple: true },
       'sync-timeout': { type: 'string', default: '1200' },
       'sync-arg': { type: 'string', multiple: true },
+      'forward-timeout': { type: 'string', default: '1200' },
+      'forward-arg': { type: 'string', multiple: true },
       quick: { type: 'boolean', default: false },
       tune: { type: 'boolean', default: false },
       services: { type: 'string', default: '2000' },
@@ -249,7 +260,7 @@ async function main(): Promise<number> {
   } catch (err) {
     // The dns step measures the compiled server and needs the build; the proxy step runs
     // bin/clusterdns.js, which falls back to the sources (through tsx) when dist/ is stale.
-    if (steps.includes('dns') || steps.includes('kube')) throw err;
+    if (steps.includes('dns') || steps.includes('kube') || steps.includes('forward')) throw err;
     process.stdout.write(`bench: ${(err as Error).message}; the proxy step runs the sources through tsx\n`);
   }
 
@@ -301,6 +312,8 @@ async function main(): Promise<number> {
   ];
   const syncTimeout = int(values['sync-timeout'], '--sync-timeout', 10, 24 * 3600);
   const syncArgs = [`--timeout=${Math.max(10, syncTimeout - 15)}`, ...(values['sync-arg'] ?? [])];
+  const forwardTimeout = int(values['forward-timeout'], '--forward-timeout', 10, 24 * 3600);
+  const forwardArgs = values['forward-arg'] ?? [];
 
   const scratch = mkdtempSync(join(tmpdir(), 'clusterdns-bench-'));
   const keep = values.keep!;
@@ -338,6 +351,7 @@ async function main(): Promise<number> {
   let kube: ChildStep | undefined;
   let proxy: ChildStep | undefined;
   let sync: ChildStep | undefined;
+  let forward: ChildStep | undefined;
   try {
     if (values.tune) {
       const grid: DnsperfSettings[] = [];
@@ -408,6 +422,14 @@ async function main(): Promise<number> {
         if (values.strict && r !== undefined && r.goalsMet === false) exit = exit || 3;
       }
     }
+    if (steps.includes('forward')) {
+      process.stdout.write(`\n== forward: bench/forward.ts (at most ${forwardTimeout} s)\n`);
+      forward = await runChildStep('forward', forwardArgs, forwardTimeout, quick, scratch);
+      process.stdout.write(`(forward step: ${forward.status}${forward.seconds !== undefined ? `, ${forward.seconds} s` : ''})\n`);
+      if (forward.status === 'failed' || forward.status === 'timed out') exit = exit || 1;
+      const r = forward.result as { goalsMet?: unknown } | undefined;
+      if (values.strict && r !== undefined && r.goalsMet === false) exit = exit || 3;
+    }
   } finally {
     await stopAll();
   }
@@ -429,6 +451,11 @@ async function main(): Promise<number> {
     const r = sync.result as { markdown?: unknown };
     if (typeof r.markdown === 'string') markdown.push((syncMarkdown = r.markdown));
   }
+  let forwardMarkdown: string | undefined;
+  if (forward !== undefined && forward.result !== undefined) {
+    const r = forward.result as { markdown?: unknown };
+    if (typeof r.markdown === 'string') markdown.push((forwardMarkdown = r.markdown));
+  }
   const record = {
     date: started.toISOString(),
     argv: process.argv.slice(2),
@@ -436,7 +463,7 @@ async function main(): Promise<number> {
     steps,
     dns: dns ?? (dnsError !== undefined ? { error: dnsError } : undefined),
     kube,
-    markdown: markdown.filter((m) => m !== proxyMarkdown && m !== syncMarkdown).join('\n\n'),
+    markdown: markdown.filter((m) => m !== proxyMarkdown && m !== syncMarkdown && m !== forwardMarkdown).join('\n\n'),
   };
   if (!values['no-save'] && (dns !== undefined || kube !== undefined || dnsError !== undefined)) {
     mkdirSync(values.out!, { recursive: true });
@@ -458,6 +485,14 @@ async function main(): Promise<number> {
     const file = resultPath(values.out!, date, 'proxy-sync');
     const syncRecord = { date: started.toISOString(), argv: process.argv.slice(2), machine, steps: ['sync'], sync, markdown: syncMarkdown ?? '' };
     writeFileSync(file, `${JSON.stringify(syncRecord, null, 2)}\n`);
+    process.stdout.write(`\nresults: ${relative(process.cwd(), file) || file}\n`);
+  }
+  // So does the forward step.
+  if (!values['no-save'] && forward !== undefined && forward.status !== 'skipped' && forward.status !== 'not present') {
+    mkdirSync(values.out!, { recursive: true });
+    const file = resultPath(values.out!, date, 'forward');
+    const forwardRecord = { date: started.toISOString(), argv: process.argv.slice(2), machine, steps: ['forward'], forward, markdown: forwardMarkdown ?? '' };
+    writeFileSync(file, `${JSON.stringify(forwardRecord, null, 2)}\n`);
     process.stdout.write(`\nresults: ${relative(process.cwd(), file) || file}\n`);
   }
   process.stdout.write(

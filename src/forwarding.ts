@@ -38,6 +38,8 @@ export function createForwarder(config: Config, flags: ForwardingFlags, log: Log
     if (!flags.noUpstream) log.warn('no upstream resolver (none given, none usable in /etc/resolv.conf): names outside the cluster zones get REFUSED');
     return undefined;
   }
+  let to = '';
+  const labels = (): { to: string } => ({ to });
   const fwd = new Forwarder({
     upstreams,
     stubDomains: stubs,
@@ -46,7 +48,11 @@ export function createForwarder(config: Config, flags: ForwardingFlags, log: Log
     cache: config.cache,
     log: sourceLog(log),
     selfAddresses: flags.dns,
-    onUpstream: (e) => duration.observe(e.upstream, () => ({ to: e.upstream }), e.seconds),
+    onUpstream: (e) => {
+      // No closure per exchange: the labels are made once per upstream, from `to`.
+      to = e.upstream;
+      duration.observe(to, labels, e.seconds);
+    },
   });
   log.info({ upstreams: upstreams.map((u) => `${u.host}:${u.port}`), stubDomains: Object.keys(stubs) }, 'forwarding other names');
   return fwd;

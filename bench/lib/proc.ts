@@ -245,10 +245,16 @@ export function cpuTicks(pids: readonly number[]): number {
 
 /** Peak resident set (VmHWM) in KiB, summed over the given processes. */
 export function peakRssKiB(pids: readonly number[]): number {
+  return statusKiB(pids, 'VmHWM');
+}
+
+/** A /proc/<pid>/status field in KiB (VmRSS, VmHWM...), summed over the given processes. */
+export function statusKiB(pids: readonly number[], field: string): number {
+  const re = new RegExp(`${field}:\\s+(\\d+)\\s+kB`);
   let total = 0;
   for (const p of pids) {
     try {
-      const m = /VmHWM:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
+      const m = re.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
       if (m !== null) total += Number(m[1]);
     } catch {
       // gone

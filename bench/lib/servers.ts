@@ -19,6 +19,12 @@ export interface ServerHandle {
   tail(): string;
 }
 
+/** Start a peer daemon on 127.0.0.1:`port` (not yet waited for): its handle, stopped with SIGTERM. */
+export function startDaemon(label: string, name: string, [cmd, args]: [string, string[]], port: number): ServerHandle {
+  const child = start(name, cmd, args);
+  return { label, host: '127.0.0.1', port, child, pids: () => groupPids(child.pid), stop: () => child.stop('SIGTERM', 3000), tail: tailBuffer(child) };
+}
+
 /** The last `max` output lines of a child, for error messages. */
 export function tailBuffer(child: Child, max = 40): () => string {
   const lines: string[] = [];
@@ -85,18 +91,8 @@ export async function startKnot(o: KnotOptions): Promise<ServerHandle> {
       '',
     ].join('\n'),
   );
-  const [cmd, args] = withTaskset(o.taskset, 'knotd', ['-c', conf]);
-  const child = start('knotd', cmd, args);
-  const tail = tailBuffer(child);
-  const handle: ServerHandle = {
-    label: 'knot',
-    host: '127.0.0.1',
-    port,
-    child,
-    pids: () => groupPids(child.pid),
-    stop: () => child.stop('SIGTERM', 3000),
-    tail,
-  };
+  const handle = startDaemon('knot', 'knotd', withTaskset(o.taskset, 'knotd', ['-c', conf]), port);
+  const { child, tail } = handle;
   // Ready when every zone's SOA is served.
   const deadline = Date.now() + 15_000;
   for (const z of o.zones) {

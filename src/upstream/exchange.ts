@@ -1,6 +1,9 @@
 /**
  * One query to one upstream server over UDP or TCP, with a deadline.
  *
+ * These are for the occasional query (health checks, loop probes; TCP after a truncated
+ * reply): forwarded queries go out on each server's socket set (sockets.ts).
+ *
  * UDP uses a new socket per query, connected to the server: the kernel picks a random
  * source port (RFC 5452 §9.2, RFC 6056), only the server's datagrams reach us, and an
  * ICMP port unreachable comes back as ECONNREFUSED at once instead of a timeout.
@@ -13,6 +16,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { joinHostPort, type HostPort } from '../net/ip.js';
+import type { Timed, TimerWheel } from './timers.js';
 import { checkReply, type Scan } from './wire.js';
 
 /** Why an exchange produced no usable reply. */
@@ -65,7 +69,11 @@ export function udpExchange(to: HostPort, query: Buffer, id: number, question: U
   });
 }
 
-export function tcpExchange(to: HostPort, query: Buffer, id: number, question: Uint8Array, timeoutMs: number, live: Tracker): Promise<ExchangeResult> {
+/**
+ * One query over TCP. With `wheel`, the deadline is an item of that timer wheel (no timer
+ * of its own).
+ */
+export function tcpExchange(to: HostPort, query: Buffer, id: number, question: Uint8Array, timeoutMs: number, live: Tracker, wheel?: TimerWheel): Promise<ExchangeResult> {
   return new Promise((resolve) => {
     const sock = net.connect({ host: to.host, port: to.port, noDelay: true });
     let done = false;
@@ -73,14 +81,17 @@ export function tcpExchange(to: HostPort, query: Buffer, id: number, question: U
     const finish = (r: ExchangeResult): void => {
       if (done) return;
       done = true;
-      clearTimeout(timer);
+      if (timer !== undefined) clearTimeout(timer);
+      wheel?.cancel(deadline);
       live.delete(abort);
       sock.destroy();
       resolve(r);
     };
     const abort = (): void => finish({ ok: false, error: 'closed', ignored: 0 });
     live.add(abort);
-    const timer = setTimeout(() => finish({ ok: false, error: 'timeout', ignored: 0 }), timeoutMs);
+    const deadline: Timed = { deadline: performance.now() + timeoutMs, wheelState: 0, expire: () => finish({ ok: false, error: 'timeout', ignored: 0 }) };
+    const timer = wheel === undefined ? setTimeout(deadline.expire, timeoutMs) : undefined;
+    wheel?.add(deadline);
     sock.on('error', (err: NodeJS.ErrnoException) => finish({ ok: false, error: errorKind(err), ignored: 0 }));
     sock.on('close', () => finish({ ok: false, error: 'network', ignored: 0 }));
     sock.on('connect', () => {
@@ -101,6 +112,6 @@ export function tcpExchange(to: HostPort, query: Buffer, id: number, question: U
   });
 }
 
-function errorKind(err: NodeJS.ErrnoException): ExchangeError {
+export function errorKind(err: NodeJS.ErrnoException): ExchangeError {
   return err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH' ? 'unreachable' : 'network';
 }

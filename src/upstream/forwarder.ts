@@ -12,12 +12,15 @@
  *  4. more than `maxConcurrent` queries waiting on upstreams → REFUSED at once (CoreDNS
  *     `max_concurrent`);
  *  5. identical questions already in flight share one upstream query (so a burst, or a
- *     query looping back through us, costs one upstream query);
+ *     query looping back through us, costs one upstream query): one "flight" per
+ *     (slot, name), which every waiting query joins;
  *  6. the servers of the pool in `policy` order (healthy ones; all when none is), each
  *     try getting an equal share of what is left of `timeoutMs`, so a dead first server
- *     still leaves time for the next. UDP first; a truncated reply is asked again over
- *     TCP (RFC 7766 §5). A timeout or network error moves to the next server and starts
- *     health checks of the failed one (health.ts). SERVFAIL, REFUSED, FORMERR and NOTIMP
+ *     still leaves time for the next. UDP first, on the server's socket set (sockets.ts:
+ *     random ports and IDs, RFC 5452), with deadlines in one timer wheel (timers.ts);
+ *     a truncated reply is asked again over TCP (RFC 7766 §5). A timeout or network
+ *     error moves to the next server and starts health checks of the failed one
+ *     (health.ts). SERVFAIL, REFUSED, FORMERR and NOTIMP
  *     from a server also move on (CoreDNS would return them; another server may well
  *     answer) and are returned only if no server does better;
  *  7. nothing usable: a stale cache entry (RFC 8767) with TTL 30, else the last error
@@ -25,7 +28,12 @@
  *     `timeoutMs`.
  *
  * The reply keeps the client's ID, question bytes and EDNS presence, and fits its size
- * (wire.ts `renderReply`).
+ * (wire.ts `renderEntry` for cached answers, `renderReply` for the rest).
+ *
+ * A hit costs a Map lookup by (numeric slot, the parser's lowercase name), one copy
+ * and patches; a miss costs the flight, one datagram out and one in, and the render:
+ * no timer, promise chain or socket per query (one Promise per client query, which the
+ * handler's `next` stage requires).
  */
 import { Flag, Rcode, Type, UDP_MIN_SIZE } from '../dns/constants.js';
 import { bytesToIP, type HostPort } from '../net/ip.js';
@@ -34,13 +42,15 @@ import { addressRR, type RR } from '../dns/rr.js';
 import { writeResponse } from '../dns/writer.js';
 import type { SourceLog } from '../log.js';
 import { MAX_UDP_SIZE, type Transport } from '../server/handler.js';
-import { AnswerCache, cacheKey, countdown, staleTtl, type CacheEntry, type CacheOptions, type CacheStats } from './cache.js';
-import { tcpExchange, udpExchange, type ExchangeError, type ExchangeResult, type Tracker } from './exchange.js';
+import { AnswerCache, cacheSlot, countdown, STALE_TTL, type CacheEntry, type CacheOptions, type CacheStats } from './cache.js';
+import { tcpExchange, type ExchangeError, type ExchangeResult, type Tracker } from './exchange.js';
 import { HealthChecker } from './health.js';
 import { LoopDetector } from './loop.js';
 import { normalizeDomain, Pool, routeName, type ErrorKind, type Policy, type Upstream, type UpstreamStats } from './pool.js';
 import { isSelf } from './resolvconf.js';
-import { buildQuery, lowerQuestion, questionFor, randomId, readName, renderReply, type Scan } from './wire.js';
+import { UdpSockets, type UdpSocketOptions } from './sockets.js';
+import { TimerWheel } from './timers.js';
+import { buildQuery, bytesOf, lowerQuestion, questionFor, randomId, readName, renderEntry, renderReply, scanOf, type Scan } from './wire.js';
 
 export interface ForwarderOptions {
   /** Default upstream servers (`--upstream`, or resolvConfUpstreams()). */
@@ -60,6 +70,8 @@ export interface ForwarderOptions {
   /** Server order per query (default 'random', CoreDNS). */
   readonly policy?: Policy | undefined;
   readonly cache?: CacheOptions | undefined;
+  /** The UDP sockets per upstream server (sockets.ts; defaults there). */
+  readonly udpSockets?: UdpSocketOptions | undefined;
   readonly log?: SourceLog | undefined;
   /** Our listen addresses: upstreams that are us are dropped (with an error log). */
   readonly selfAddresses?: readonly HostPort[] | undefined;
@@ -67,7 +79,10 @@ export interface ForwarderOptions {
   readonly loopDetection?: boolean | undefined;
   /** Clock for cache ages, ms (tests). */
   readonly now?: (() => number) | undefined;
-  /** Called after every exchange with an upstream (for latency histograms). */
+  /**
+   * Called after every exchange with an upstream (for latency histograms). The event
+   * object is reused: read it during the call, do not keep it.
+   */
   readonly onUpstream?: ((e: UpstreamEvent) => void) | undefined;
 }
 
@@ -84,6 +99,8 @@ export interface UpstreamEvent {
   readonly seconds: number;
 }
 
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
 export interface ForwarderStats {
   /** Queries waiting on upstreams now. */
   readonly inFlight: number;
@@ -91,6 +108,10 @@ export interface ForwarderStats {
   readonly maxConcurrentRejects: number;
   /** Queries answered SERVFAIL (or an upstream error reply) because no server answered usefully. */
   readonly failures: number;
+  /** Upstream queries now waiting for a reply or their deadline (one per flight). */
+  readonly pendingExchanges: number;
+  /** UDP sockets open to upstream servers now. */
+  readonly udpSockets: number;
   readonly loopDetected: readonly string[];
   readonly upstreams: readonly UpstreamStats[];
   readonly cache: CacheStats;
@@ -117,23 +138,60 @@ export const FORWARD_DEFAULTS = {
 /** Shortest try at one server, ms, unless less time is left in all. */
 const MIN_TRY_MS = 250;
 
-interface Ask {
-  readonly key: string;
-  readonly pool: Pool;
-  readonly question: Buffer;
-  readonly dnssecOk: boolean;
-  readonly cd: boolean;
+/** A client query waiting on a flight. */
+interface ClientWaiter {
+  readonly resolve: (b: Buffer | undefined) => void;
+  readonly q: Query;
+  readonly req: Uint8Array;
+  readonly maxSize: number;
 }
 
-type Fetched =
-  | { readonly ok: true; readonly msg: Buffer; readonly scan: Scan; readonly entry: CacheEntry | undefined }
-  | { readonly ok: false; readonly reply: { readonly msg: Buffer; readonly scan: Scan } | undefined };
+/** A `lookup` (ExternalName chase) waiting on a flight. */
+interface LookupWaiter {
+  readonly resolve: (r: LookupResult) => void;
+  readonly q: undefined;
+}
 
-type Resolved =
-  | { readonly kind: 'answer'; readonly msg: Buffer; readonly scan: Scan; readonly ttl: ((t: number) => number) | undefined }
-  | { readonly kind: 'error'; readonly rcode: number };
+type Waiter = ClientWaiter | LookupWaiter;
 
-type TryResult = ExchangeResult & { readonly truncated?: boolean };
+interface Reply {
+  readonly msg: Buffer;
+  readonly scan: Scan;
+}
+
+/** One upstream resolution of (slot, name), shared by every query that waits for it. */
+class Flight {
+  /** The first query waiting, and any that joined it (an array only when shared). */
+  first: Waiter | undefined = undefined;
+  more: Waiter[] | undefined = undefined;
+  /** Queries waiting (each counted in flight). */
+  waiting = 0;
+  /** Servers to try, and the next one's index. */
+  list: readonly Upstream[] = [];
+  next = 0;
+  /** performance.now() ms: end of the whole flight, and of the current try. */
+  deadline = 0;
+  tryEnd = 0;
+  /** The server of the current try, and when its exchange started. */
+  up: Upstream | undefined = undefined;
+  t0 = 0;
+  /** The truncated UDP reply while TCP is asked. */
+  truncated: Reply | undefined = undefined;
+  /** An error reply (SERVFAIL, …, or truncated) to pass on if nothing better comes. */
+  fallback: Reply | undefined = undefined;
+  /** The entry a prefetch refreshes (counted as one in flight). */
+  prefetch: CacheEntry | undefined = undefined;
+  done = false;
+
+  constructor(
+    readonly slot: number,
+    readonly name: string,
+    readonly question: Buffer,
+    readonly dnssecOk: boolean,
+    readonly cd: boolean,
+    readonly pool: Pool,
+  ) {}
+}
 
 const noLog: SourceLog = { info: () => {}, warn: () => {}, error: () => {} };
 
@@ -146,12 +204,18 @@ export class Forwarder {
   readonly #self: readonly HostPort[];
   readonly #now: () => number;
   readonly #onUpstream: ForwarderOptions['onUpstream'];
+  readonly #event: Mutable<UpstreamEvent> = { upstream: '', domain: '', transport: 'udp', rcode: undefined, error: undefined, seconds: 0 };
   readonly #loopDetection: boolean;
   readonly #cache: AnswerCache;
+  readonly #udpOptions: UdpSocketOptions | undefined;
   readonly #live: Tracker = new Set();
+  readonly #wheel = new TimerWheel();
+  readonly #sockets = new Map<Upstream, UdpSockets<Flight>>();
   readonly #health: HealthChecker;
   readonly #loop: LoopDetector;
-  readonly #shared = new Map<string, Promise<Fetched>>();
+  /** Flights by slot, then name. */
+  readonly #flights = new Map<number, Map<string, Flight>>();
+  readonly #onUdp = (f: Flight, r: ExchangeResult): void => this.#guard(f, r, 'udp');
   #root: Pool | undefined;
   #stubs: Pool[] = [];
   #inFlight = 0;
@@ -171,6 +235,7 @@ export class Forwarder {
     this.#onUpstream = opts.onUpstream;
     this.#loopDetection = opts.loopDetection ?? true;
     this.#cache = new AnswerCache(opts.cache);
+    this.#udpOptions = opts.udpSockets;
     this.#health = new HealthChecker({
       intervalMs: opts.healthCheckIntervalMs ?? FORWARD_DEFAULTS.healthCheckIntervalMs,
       timeoutMs: opts.healthCheckTimeoutMs ?? FORWARD_DEFAULTS.healthCheckTimeoutMs,
@@ -191,7 +256,15 @@ export class Forwarder {
 
   /** Replace the upstreams (config reload). Health and loop findings start afresh; the cache stays. */
   setUpstreams(upstreams: readonly HostPort[], stubDomains?: Readonly<Record<string, readonly HostPort[]>>): void {
-    for (const p of this.#pools()) for (const u of p.upstreams) u.retired = true;
+    for (const p of this.#pools()) {
+      for (const u of p.upstreams) {
+        u.retired = true;
+        // Queries still waiting on it finish; its sockets close as they drain.
+        this.#sockets.get(u)?.retireAll();
+      }
+    }
+    // Forget the socket sets of servers retired earlier whose sockets have all closed.
+    for (const [u, s] of this.#sockets) if (u.retired && s.openSockets === 0) this.#sockets.delete(u);
     this.#loop.reset();
     this.#setPools(upstreams, stubDomains);
     if (this.#started) this.#probeAll();
@@ -206,21 +279,34 @@ export class Forwarder {
    * Answer `query` (wire bytes `req`) from the cache or the upstreams. Always resolves
    * with a complete reply for the client; never rejects.
    */
-  async forward(query: Query, req: Uint8Array, transport: Transport): Promise<Buffer | undefined> {
+  forward(query: Query, req: Uint8Array, transport: Transport): Promise<Buffer | undefined> {
     const maxSize = transport === 'tcp' ? 65535 : query.edns !== undefined ? Math.min(query.edns.udpSize, MAX_UDP_SIZE) : UDP_MIN_SIZE;
     try {
-      if (this.#closed || this.#loop.incoming(query.name)) return errorReply(req, query, Rcode.SERVFAIL, maxSize);
-      const pool = routeName(query.name, this.#stubs, this.#root);
-      if (pool === undefined || pool.upstreams.length === 0) return errorReply(req, query, Rcode.REFUSED, maxSize);
-      const dnssecOk = query.edns?.dnssecOk === true;
+      const name = query.name;
+      if (this.#closed || this.#loop.incoming(name)) return Promise.resolve(errorReply(req, query, Rcode.SERVFAIL, maxSize));
+      const pool = routeName(name, this.#stubs, this.#root);
+      if (pool === undefined || pool.upstreams.length === 0) return Promise.resolve(errorReply(req, query, Rcode.REFUSED, maxSize));
+      const dnssecOk = query.edns !== undefined && query.edns.dnssecOk;
       const cd = (query.flags & Flag.CD) !== 0;
-      const ask: Ask = { key: cacheKey(query.name, query.qtype, query.qclass, dnssecOk, cd), pool, question: lowerQuestion(req, query), dnssecOk, cd };
-      const r = await this.#resolve(ask);
-      if (r.kind === 'error') return errorReply(req, query, r.rcode, maxSize);
-      return renderReply(r.msg, r.scan, req, query, { maxSize, ttl: r.ttl });
+      const slot = cacheSlot(query.qtype, query.qclass, dnssecOk, cd);
+      const now = this.#now();
+      const hit = this.#cache.get(slot, name, now);
+      if (hit !== undefined) {
+        if (this.#cache.prefetchEnabled && this.#cache.wantsPrefetch(hit, now)) this.#prefetch(hit, req, query, pool, dnssecOk, cd);
+        return Promise.resolve(renderEntry(hit, req, query, maxSize, hit.ttlAt(now)));
+      }
+      if (!this.#admit()) return Promise.resolve(errorReply(req, query, Rcode.REFUSED, maxSize));
+      const shared = this.#flights.get(slot)?.get(name);
+      const f = shared ?? this.#open(slot, name, lowerQuestion(req, query), dnssecOk, cd, pool);
+      this.#inFlight++;
+      const p = new Promise<Buffer | undefined>((resolve) => {
+        addWaiter(f, { resolve, q: query, req, maxSize });
+      });
+      if (shared === undefined) this.#start(f);
+      return p;
     } catch (err) {
       this.#log.error('forwarding failed', { name: query.name, error: err instanceof Error ? err.message : String(err) });
-      return errorReply(req, query, Rcode.SERVFAIL, maxSize);
+      return Promise.resolve(errorReply(req, query, Rcode.SERVFAIL, maxSize));
     }
   }
 
@@ -228,18 +314,31 @@ export class Forwarder {
    * Resolve `name` (dotted, no trailing dot needed) for the ExternalName chase: the A,
    * AAAA and CNAME records of the upstream answer, through the cache. Never rejects.
    */
-  async lookup(name: string, qtype: number): Promise<LookupResult> {
+  lookup(name: string, qtype: number): Promise<LookupResult> {
     const n = name.toLowerCase().replace(/\.$/, '');
-    const fail = (rcode: number): LookupResult => ({ rcode, answer: [], tc: false });
+    const fail = (rcode: number): Promise<LookupResult> => Promise.resolve({ rcode, answer: [], tc: false });
     try {
       if (this.#closed) return fail(Rcode.SERVFAIL);
       const question = questionFor(n, qtype);
       if (question === undefined) return fail(Rcode.SERVFAIL);
       const pool = routeName(n, this.#stubs, this.#root);
       if (pool === undefined || pool.upstreams.length === 0) return fail(Rcode.REFUSED);
-      const r = await this.#resolve({ key: cacheKey(n, qtype, 1, false, false), pool, question, dnssecOk: false, cd: false });
-      if (r.kind === 'error') return fail(r.rcode);
-      return { rcode: r.scan.rcode, answer: answerRecords(r.msg, r.scan, r.ttl), tc: (r.scan.flags & Flag.TC) !== 0 };
+      const slot = cacheSlot(qtype, 1, false, false);
+      const now = this.#now();
+      const hit = this.#cache.get(slot, n, now);
+      if (hit !== undefined) {
+        const scan = scanOf(hit);
+        return Promise.resolve({ rcode: scan.rcode, answer: answerRecords(bytesOf(hit), scan, countdown(hit, now)), tc: (scan.flags & Flag.TC) !== 0 });
+      }
+      if (!this.#admit()) return fail(Rcode.REFUSED);
+      const shared = this.#flights.get(slot)?.get(n);
+      const f = shared ?? this.#open(slot, n, question, false, false, pool);
+      this.#inFlight++;
+      const p = new Promise<LookupResult>((resolve) => {
+        addWaiter(f, { resolve, q: undefined });
+      });
+      if (shared === undefined) this.#start(f);
+      return p;
     } catch (err) {
       this.#log.error('upstream lookup failed', { name: n, error: err instanceof Error ? err.message : String(err) });
       return fail(Rcode.SERVFAIL);
@@ -252,10 +351,14 @@ export class Forwarder {
   }
 
   stats(): ForwarderStats {
+    let sockets = 0;
+    for (const s of this.#sockets.values()) sockets += s.openSockets;
     return {
       inFlight: this.#inFlight,
       maxConcurrentRejects: this.#rejects,
       failures: this.#failures,
+      pendingExchanges: this.#wheel.live,
+      udpSockets: sockets,
       loopDetected: this.#loop.detected(),
       upstreams: this.#pools().flatMap((p) => p.upstreams.map((u) => u.stats(this.#maxFails))),
       cache: this.#cache.stats(),
@@ -273,8 +376,13 @@ export class Forwarder {
     this.#closed = true;
     this.#health.close();
     this.#loop.close();
+    for (const s of this.#sockets.values()) s.close();
+    this.#sockets.clear();
     for (const abort of [...this.#live]) abort();
-    await Promise.allSettled([...this.#shared.values()]);
+    // TCP exchanges end through their promises: let them settle, then end what is left.
+    await new Promise<void>((r) => setImmediate(r));
+    for (const byName of [...this.#flights.values()]) for (const f of [...byName.values()]) this.#fail(f);
+    this.#wheel.close();
     this.#cache.clear();
   }
 
@@ -306,118 +414,244 @@ export class Forwarder {
     for (const p of this.#pools()) for (const u of p.upstreams) this.#loop.probe(u);
   }
 
-  /** Cache, then (bounded, shared) upstream fetch, then stale, then the best error. */
-  async #resolve(ask: Ask): Promise<Resolved> {
-    const now = this.#now();
-    const hit = this.#cache.get(ask.key, now);
-    if (hit !== undefined) {
-      if (this.#cache.wantsPrefetch(hit, now)) this.#prefetch(ask, hit);
-      return { kind: 'answer', msg: hit.msg, scan: hit.scan, ttl: countdown(hit, now) };
-    }
-    if (this.#inFlight >= this.#maxConcurrent) {
-      this.#rejects++;
-      return { kind: 'error', rcode: Rcode.REFUSED };
-    }
-    this.#inFlight++;
-    let f: Fetched;
-    try {
-      f = await this.#fetchShared(ask);
-    } finally {
-      this.#inFlight--;
-    }
-    if (f.ok) return { kind: 'answer', msg: f.msg, scan: f.scan, ttl: f.entry === undefined ? undefined : countdown(f.entry, this.#now()) };
-    this.#failures++;
-    const stale = this.#closed ? undefined : this.#cache.stale(ask.key, this.#now());
-    if (stale !== undefined) return { kind: 'answer', msg: stale.msg, scan: stale.scan, ttl: staleTtl };
-    if (f.reply !== undefined) return { kind: 'answer', msg: f.reply.msg, scan: f.reply.scan, ttl: undefined };
-    return { kind: 'error', rcode: Rcode.SERVFAIL };
+  // ------------------------------------------------------------------ misses
+
+  /** Room for one more query waiting on upstreams (else it is counted as rejected). */
+  #admit(): boolean {
+    if (this.#inFlight < this.#maxConcurrent) return true;
+    this.#rejects++;
+    return false;
   }
 
-  #fetchShared(ask: Ask): Promise<Fetched> {
-    const key = `${ask.pool.domain}|${ask.key}`;
-    let p = this.#shared.get(key);
-    if (p === undefined) {
-      p = this.#fetch(ask).finally(() => this.#shared.delete(key));
-      this.#shared.set(key, p);
-    }
-    return p;
+  /** A new flight for (slot, name), registered so that identical questions join it. */
+  #open(slot: number, name: string, question: Buffer, dnssecOk: boolean, cd: boolean, pool: Pool): Flight {
+    const f = new Flight(slot, name, question, dnssecOk, cd, pool);
+    let byName = this.#flights.get(slot);
+    if (byName === undefined) this.#flights.set(slot, (byName = new Map()));
+    byName.set(name, f);
+    return f;
   }
 
-  #prefetch(ask: Ask, entry: CacheEntry): void {
+  #prefetch(entry: CacheEntry, req: Uint8Array, q: Query, pool: Pool, dnssecOk: boolean, cd: boolean): void {
     if (this.#closed || this.#inFlight >= this.#maxConcurrent) return;
+    if (this.#flights.get(entry.slot)?.has(entry.name) === true) return;
+    const f = this.#open(entry.slot, entry.name, lowerQuestion(req, q), dnssecOk, cd, pool);
+    f.prefetch = entry;
     entry.prefetching = true;
     this.#cache.notePrefetch();
     this.#inFlight++;
-    void this.#fetchShared(ask).finally(() => {
-      this.#inFlight--;
-      entry.prefetching = false;
-    });
+    this.#start(f);
   }
 
-  async #fetch(ask: Ask): Promise<Fetched> {
-    const deadline = performance.now() + this.#timeoutMs;
-    const list = ask.pool.candidates(this.#policy, this.#maxFails);
-    let fallback: { msg: Buffer; scan: Scan } | undefined;
-    for (let i = 0; i < list.length && !this.#closed; i++) {
-      const left = deadline - performance.now();
-      if (left <= 1) break;
-      const up = list[i]!;
-      const share = Math.max(Math.min(left, MIN_TRY_MS), left / (list.length - i));
-      const r = await this.#try(up, ask, share, deadline);
-      if (!r.ok) {
-        up.errors[r.error]++;
-        if (r.error === 'closed') break;
-        this.#health.kick(up);
-        continue;
-      }
-      if (r.truncated === true) {
-        up.errors.truncated++;
-        fallback = r;
-        continue;
-      }
-      const kind = rcodeError(r.scan.rcode);
-      if (kind !== undefined) {
-        up.errors[kind]++;
-        fallback = r;
-        continue;
-      }
-      const entry = this.#closed ? undefined : this.#cache.store(ask.key, r.msg, r.scan, this.#now());
-      return { ok: true, msg: r.msg, scan: r.scan, entry };
+  #start(f: Flight): void {
+    f.deadline = performance.now() + this.#timeoutMs;
+    f.list = f.pool.candidates(this.#policy, this.#maxFails);
+    this.#nextServer(f);
+  }
+
+  /** Try the next server, or end the flight when none is left or time is up. */
+  #nextServer(f: Flight): void {
+    if (f.done) return;
+    const now = performance.now();
+    const left = f.deadline - now;
+    if (this.#closed || f.next >= f.list.length || left <= 1) {
+      this.#fail(f);
+      return;
     }
-    return { ok: false, reply: fallback };
+    const up = f.list[f.next]!;
+    const share = Math.max(Math.min(left, MIN_TRY_MS), left / (f.list.length - f.next));
+    f.next++;
+    f.up = up;
+    f.tryEnd = now + share;
+    f.t0 = now;
+    up.requests++;
+    this.#socketsOf(up).send(f.question, f.dnssecOk, f.cd, share, f);
   }
 
-  /** One server: UDP, then TCP when the UDP reply is truncated. */
-  async #try(up: Upstream, ask: Ask, ms: number, deadline: number): Promise<TryResult> {
-    const tryEnd = performance.now() + ms;
-    const r = await this.#exchange(up, ask, 'udp', ms);
-    if (!r.ok || (r.scan.flags & Flag.TC) === 0) return r;
+  #socketsOf(up: Upstream): UdpSockets<Flight> {
+    let s = this.#sockets.get(up);
+    if (s === undefined) {
+      this.#sockets.set(up, (s = new UdpSockets<Flight>(up.addr, this.#wheel, this.#onUdp, up, this.#udpOptions)));
+      // A flight still trying a server a reload removed: sockets that close once used.
+      if (up.retired) s.retireAll();
+    }
+    return s;
+  }
+
+  /** Callbacks from sockets and TCP land here: an exception ends the flight, never the process. */
+  #guard(f: Flight, r: ExchangeResult, transport: Transport): void {
+    try {
+      if (transport === 'udp') this.#udpResult(f, r);
+      else this.#tcpResult(f, r);
+    } catch (err) {
+      this.#log.error('forwarding failed', { name: f.name, error: err instanceof Error ? err.message : String(err) });
+      if (!f.done) this.#end(f, undefined, undefined, Rcode.SERVFAIL);
+    }
+  }
+
+  #udpResult(f: Flight, r: ExchangeResult): void {
+    if (f.done) return;
+    const up = f.up!;
+    this.#account(up, 'udp', r, f.t0);
+    if (!r.ok) {
+      up.errors[r.error]++;
+      if (r.error === 'closed') this.#fail(f);
+      else {
+        this.#health.kick(up);
+        this.#nextServer(f);
+      }
+      return;
+    }
+    if ((r.scan.flags & Flag.TC) === 0) {
+      this.#reply(f, up, r);
+      return;
+    }
     // RFC 7766 §5 / RFC 1035 §4.2.1: the full answer over TCP, within this try's share
     // (at least MIN_TRY_MS when the overall deadline allows).
     const now = performance.now();
-    const tcpMs = Math.min(Math.max(tryEnd - now, MIN_TRY_MS), deadline - now);
-    if (tcpMs <= 1 || this.#closed) return { ...r, truncated: true };
-    const t = await this.#exchange(up, ask, 'tcp', tcpMs);
-    if (t.ok) return t;
-    if (t.error === 'closed') return t;
-    return { ...r, truncated: true };
+    const tcpMs = Math.min(Math.max(f.tryEnd - now, MIN_TRY_MS), f.deadline - now);
+    if (tcpMs <= 1 || this.#closed) {
+      up.errors.truncated++;
+      f.fallback = r;
+      this.#nextServer(f);
+      return;
+    }
+    f.truncated = r;
+    f.t0 = now;
+    up.requests++;
+    up.tcpRequests++;
+    const id = randomId();
+    const msg = buildQuery(id, f.question, { dnssecOk: f.dnssecOk, checkingDisabled: f.cd });
+    void tcpExchange(up.addr, msg, id, f.question, tcpMs, this.#live, this.#wheel).then((t) => this.#guard(f, t, 'tcp'));
   }
 
-  async #exchange(up: Upstream, ask: Ask, transport: Transport, ms: number): Promise<ExchangeResult> {
-    const id = randomId();
-    const msg = buildQuery(id, ask.question, { dnssecOk: ask.dnssecOk, checkingDisabled: ask.cd });
-    const t0 = performance.now();
-    up.requests++;
-    if (transport === 'tcp') up.tcpRequests++;
-    const r = transport === 'udp' ? await udpExchange(up.addr, msg, id, ask.question, ms, this.#live) : await tcpExchange(up.addr, msg, id, ask.question, ms, this.#live);
+  #tcpResult(f: Flight, t: ExchangeResult): void {
+    if (f.done) return;
+    const up = f.up!;
+    this.#account(up, 'tcp', t, f.t0);
+    if (t.ok) {
+      this.#reply(f, up, t);
+      return;
+    }
+    if (t.error === 'closed') {
+      up.errors.closed++;
+      this.#fail(f);
+      return;
+    }
+    up.errors.truncated++;
+    f.fallback = f.truncated;
+    this.#nextServer(f);
+  }
+
+  /** A reply from `up`: an error rcode moves on to the next server; anything else is the answer. */
+  #reply(f: Flight, up: Upstream, r: Reply): void {
+    const kind = rcodeError(r.scan.rcode);
+    if (kind !== undefined) {
+      up.errors[kind]++;
+      f.fallback = r;
+      this.#nextServer(f);
+      return;
+    }
+    const now = this.#now();
+    const entry = this.#closed ? undefined : this.#cache.store(f.slot, f.name, r.msg, r.scan, now);
+    this.#end(f, r, entry, 0, now);
+  }
+
+  /** Nothing usable: stale, else the last error reply, else SERVFAIL. */
+  #fail(f: Flight): void {
+    if (f.done) return;
+    this.#end(f, undefined, undefined, Rcode.SERVFAIL);
+  }
+
+  /**
+   * End the flight and answer its waiters: with `r` (and its cache entry) when it
+   * succeeded, else each with a stale entry, the fallback reply, or `rcode`.
+   */
+  #end(f: Flight, r: Reply | undefined, entry: CacheEntry | undefined, rcode: number, now = this.#now()): void {
+    f.done = true;
+    // (An emptied per-slot map stays: slots are few, and remaking it per flight costs more.)
+    const byName = this.#flights.get(f.slot);
+    if (byName?.get(f.name) === f) byName.delete(f.name);
+    this.#inFlight -= f.waiting;
+    if (f.prefetch !== undefined) {
+      this.#inFlight--;
+      f.prefetch.prefetching = false;
+    }
+    const ttl = entry === undefined ? -1 : entry.ttlAt(now);
+    const first = f.first;
+    if (first === undefined) return;
+    this.#deliver(f, first, r, entry, ttl, rcode, now);
+    if (f.more !== undefined) for (const w of f.more) this.#deliver(f, w, r, entry, ttl, rcode, now);
+  }
+
+  /** One waiter's reply; an exception gives that waiter SERVFAIL and the others their answer. */
+  #deliver(f: Flight, w: Waiter, r: Reply | undefined, entry: CacheEntry | undefined, ttl: number, rcode: number, now: number): void {
+    try {
+      if (r !== undefined) this.#answer(w, r, entry, ttl);
+      else this.#failed(w, f, rcode, now);
+    } catch (err) {
+      this.#log.error('forwarding failed', { name: f.name, error: err instanceof Error ? err.message : String(err) });
+      if (w.q === undefined) w.resolve({ rcode: Rcode.SERVFAIL, answer: [], tc: false });
+      else w.resolve(errorReply(w.req, w.q, Rcode.SERVFAIL, w.maxSize));
+    }
+  }
+
+  /** Answer one waiter with a reply (cached as `entry`, TTLs set to `ttl`; -1: as received). */
+  #answer(w: Waiter, r: Reply, entry: CacheEntry | undefined, ttl: number): void {
+    if (w.q === undefined) {
+      w.resolve({ rcode: r.scan.rcode, answer: answerRecords(r.msg, r.scan, ttl < 0 ? undefined : () => ttl), tc: (r.scan.flags & Flag.TC) !== 0 });
+    } else if (entry !== undefined) {
+      w.resolve(renderEntry(entry, w.req, w.q, w.maxSize, ttl));
+    } else {
+      w.resolve(renderReply(r.msg, r.scan, w.req, w.q, { maxSize: w.maxSize, ttl: undefined }));
+    }
+  }
+
+  #failed(w: Waiter, f: Flight, rcode: number, now: number): void {
+    this.#failures++;
+    const stale = this.#closed ? undefined : this.#cache.stale(f.slot, f.name, now);
+    if (stale !== undefined) {
+      if (w.q === undefined) {
+        const scan = scanOf(stale);
+        w.resolve({ rcode: scan.rcode, answer: answerRecords(bytesOf(stale), scan, () => STALE_TTL), tc: false });
+      } else w.resolve(renderEntry(stale, w.req, w.q, w.maxSize, STALE_TTL));
+      return;
+    }
+    const fb = f.fallback;
+    if (w.q === undefined) {
+      w.resolve(fb === undefined ? { rcode, answer: [], tc: false } : { rcode: fb.scan.rcode, answer: answerRecords(fb.msg, fb.scan, undefined), tc: (fb.scan.flags & Flag.TC) !== 0 });
+    } else if (fb !== undefined) {
+      w.resolve(renderReply(fb.msg, fb.scan, w.req, w.q, { maxSize: w.maxSize, ttl: undefined }));
+    } else {
+      w.resolve(errorReply(w.req, w.q, rcode, w.maxSize));
+    }
+  }
+
+  /** Counters and the onUpstream event for one exchange (no allocation). */
+  #account(up: Upstream, transport: Transport, r: ExchangeResult, t0: number): void {
     const seconds = (performance.now() - t0) / 1000;
     up.ignored += r.ignored;
     up.latencyCount++;
     up.latencySum += seconds;
     if (r.ok) up.responses.set(r.scan.rcode, (up.responses.get(r.scan.rcode) ?? 0) + 1);
-    this.#onUpstream?.({ upstream: up.address, domain: up.domain, transport, rcode: r.ok ? r.scan.rcode : undefined, error: r.ok ? undefined : r.error, seconds });
-    return r;
+    const cb = this.#onUpstream;
+    if (cb !== undefined) {
+      const e = this.#event;
+      e.upstream = up.address;
+      e.domain = up.domain;
+      e.transport = transport;
+      e.rcode = r.ok ? r.scan.rcode : undefined;
+      e.error = r.ok ? undefined : r.error;
+      e.seconds = seconds;
+      cb(e);
+    }
   }
+}
+
+function addWaiter(f: Flight, w: Waiter): void {
+  f.waiting++;
+  if (f.first === undefined) f.first = w;
+  else (f.more ??= []).push(w);
 }
 
 function rcodeError(rcode: number): ErrorKind | undefined {

@@ -105,10 +105,17 @@ export class Pool {
   }
 
   /** Servers to try for one query, in order. Empty when every server loops. */
-  candidates(policy: Policy, maxFails: number): Upstream[] {
-    const usable = this.upstreams.filter((u) => !u.loop);
-    const healthy = usable.filter((u) => !u.down(maxFails));
-    const list = healthy.length > 0 ? healthy : usable;
+  candidates(policy: Policy, maxFails: number): readonly Upstream[] {
+    const all = this.upstreams;
+    // The common case, every server usable: no filtering, and no copy unless shuffled.
+    let allGood = true;
+    for (const u of all) if (u.loop || u.down(maxFails)) allGood = false;
+    let list: readonly Upstream[] = all;
+    if (!allGood) {
+      const usable = all.filter((u) => !u.loop);
+      const healthy = usable.filter((u) => !u.down(maxFails));
+      list = healthy.length > 0 ? healthy : usable;
+    }
     if (list.length <= 1) return list;
     switch (policy) {
       case 'sequential':

@@ -8,6 +8,9 @@
  * - scan it once: where each record starts and ends and where its TTL sits (so cached
  *   copies can be served with TTLs counted down by patching, RFC 1035 §3.2.1), the
  *   smallest TTL, the SOA of a negative answer (RFC 2308 §5), the upstream OPT;
+ * - prepare a reply for the cache (`prepare`): the TTL offsets and record ends as a flat
+ *   number array and the header facts, so a cached answer is served (`renderEntry`) with
+ *   one copy and patches, no per-record objects or closures;
  * - render it for the client: the client's ID and question bytes (its letter case),
  *   flags per RFC 1035 §4.1.1 / RFC 6840 §5.8, the upstream records cut at whole records
  *   to the client's size with TC when an answer or authority record was left out
@@ -90,10 +93,11 @@ export function randomLabel(n = 10): string {
 
 /** The client's question (name, type, class) as wire bytes with ASCII letters lowercased. */
 export function lowerQuestion(req: Uint8Array, q: Query): Buffer {
-  const out = Buffer.from(req.subarray(12, q.questionEnd));
-  for (let i = 0; i < out.length - 4; i++) {
-    const c = out[i]!;
-    if (c >= 0x41 && c <= 0x5a) out[i] = c | 0x20;
+  const n = q.questionEnd - 12;
+  const out = Buffer.allocUnsafe(n);
+  for (let i = 0; i < n; i++) {
+    const c = req[12 + i]!;
+    out[i] = i < n - 4 && c >= 0x41 && c <= 0x5a ? c | 0x20 : c;
   }
   return out;
 }
@@ -199,12 +203,15 @@ function scanFrom(buf: Uint8Array, flags: number, questionEnd: number): Scan | u
   const an = (buf[6]! << 8) | buf[7]!;
   const ns = (buf[8]! << 8) | buf[9]!;
   const ar = (buf[10]! << 8) | buf[11]!;
-  const records: RecordSpan[] = [];
+  const total = an + ns + ar;
+  // Sized once (a growing array would reserve room for 17 at the first push), for no more
+  // records than the bytes can hold (11 bytes at least each), whatever the counts claim.
+  const records = new Array<RecordSpan>(Math.min(total, Math.floor((buf.length - questionEnd) / 11)));
+  let n = 0;
   let opt: UpstreamOpt | undefined;
   let minTtl: number | undefined;
   let soaTtl: number | undefined;
   let pos = questionEnd;
-  const total = an + ns + ar;
   for (let i = 0; i < total; i++) {
     const start = pos;
     pos = skipName(buf, pos);
@@ -234,8 +241,9 @@ function scanFrom(buf: Uint8Array, flags: number, questionEnd: number): Scan | u
       if (section === 1 && soaTtl === undefined) soaTtl = eff;
     }
     minTtl = minTtl === undefined ? eff : Math.min(minTtl, eff);
-    records.push({ start, end, ttlAt, type, section, ttl: t });
+    records[n++] = { start, end, ttlAt, type, section, ttl: t };
   }
+  records.length = n;
   const rcode = ((opt?.extRcode ?? 0) << 4) | (flags & 0xf);
   return { id: (buf[0]! << 8) | buf[1]!, flags, rcode, questionEnd, records, answers: Math.min(an, records.length), opt, minTtl, soaTtl };
 }
@@ -334,4 +342,182 @@ export function readName(buf: Uint8Array, pos: number): string | undefined {
     pos += 1 + len;
   }
   return undefined;
+}
+
+/**
+ * A reply ready to be served many times (the cache's entries), in as few objects as
+ * possible (each entry lives long enough to reach V8's old generation, and a stream of
+ * unique names churns them):
+ *
+ * - `wire`: one latin1 string (on V8's heap, which its GC compacts: no malloc'd backing
+ *   store per entry to fragment the C heap) holding the message as received up to the end
+ *   of its kept records (`bodyEnd`), then per record four bytes: the offset of its TTL
+ *   and its end, big-endian 16 bits each (see `spanTtlAt`, `spanEnd`);
+ * - the question's end, the counts of answer and authority records (the rest are
+ *   additional; OPT and what follows it are left out, see Scan.records), and the header
+ *   facts.
+ */
+export interface Prepared {
+  readonly wire: string;
+  readonly bodyEnd: number;
+  readonly questionEnd: number;
+  readonly an: number;
+  readonly ns: number;
+  /** The upstream header flags (AA, AD matter). */
+  readonly flags: number;
+  /** Full rcode (≤ 15 for anything cached). */
+  readonly rcode: number;
+  /** The upstream OPT had DO. */
+  readonly dnssecOk: boolean;
+}
+
+/** The `wire` string of a checked reply (see Prepared). */
+export function preparedWire(msg: Buffer, scan: Scan): string {
+  const recs = scan.records;
+  const bodyEnd = recs.length > 0 ? recs[recs.length - 1]!.end : scan.questionEnd;
+  // Built in a scratch buffer and decoded once: a flat string (a concatenation would
+  // leave a rope of three objects behind).
+  const tmp = Buffer.allocUnsafe(bodyEnd + 4 * recs.length);
+  msg.copy(tmp, 0, 0, bodyEnd);
+  let k = bodyEnd;
+  for (const r of recs) {
+    tmp[k++] = r.ttlAt >> 8;
+    tmp[k++] = r.ttlAt & 0xff;
+    tmp[k++] = r.end >> 8;
+    tmp[k++] = r.end & 0xff;
+  }
+  return tmp.toString('latin1');
+}
+
+/** Counts of answer and authority records among the kept ones. */
+export function sectionCounts(scan: Scan): { an: number; ns: number } {
+  let an = 0;
+  let ns = 0;
+  for (const r of scan.records) {
+    if (r.section === 0) an++;
+    else if (r.section === 1) ns++;
+  }
+  return { an, ns };
+}
+
+/** Records in a Prepared reply. */
+export function spanCount(p: Prepared): number {
+  return (p.wire.length - p.bodyEnd) >> 2;
+}
+
+function spanTtlAt(wire: string, bodyEnd: number, i: number): number {
+  const k = bodyEnd + 4 * i;
+  return (wire.charCodeAt(k) << 8) | wire.charCodeAt(k + 1);
+}
+
+function spanEnd(wire: string, bodyEnd: number, i: number): number {
+  const k = bodyEnd + 4 * i + 2;
+  return (wire.charCodeAt(k) << 8) | wire.charCodeAt(k + 1);
+}
+
+const F_QR = Flag.QR;
+const F_RA = Flag.RA;
+const F_AA = Flag.AA;
+const F_AD = Flag.AD;
+const F_TC = Flag.TC;
+const F_CLIENT = 0x7800 | Flag.RD | Flag.CD;
+
+/**
+ * The reply for the client from a Prepared reply whose question is the client's (same
+ * name, any letter case): as `renderReply`, with every record's TTL set to `ttl` (or the
+ * bytes kept as they are when `ttl` < 0). Cut at whole records to `maxSize`, with TC
+ * when an answer or authority record is left out.
+ */
+export function renderEntry(p: Prepared, req: Uint8Array, q: Query, maxSize: number, ttl: number): Buffer {
+  const qEnd = q.questionEnd;
+  if (qEnd !== p.questionEnd || p.rcode > 0xf) return renderReply(bytesOf(p), scanOf(p), req, q, { maxSize, ttl: ttl < 0 ? undefined : () => ttl });
+  const edns = q.edns;
+  const optSize = edns !== undefined ? OPT_SIZE : 0;
+  const limit = (maxSize < MAX_MESSAGE ? maxSize : MAX_MESSAGE) - optSize;
+  const wire = p.wire;
+  const bodyEnd = p.bodyEnd;
+  let end = bodyEnd;
+  let an = p.an;
+  let ns = p.ns;
+  let n = (wire.length - bodyEnd) >> 2;
+  let ar = n - an - ns;
+  let tc = false;
+  if (end > limit) {
+    let kept = 0;
+    while (kept < n && spanEnd(wire, bodyEnd, kept) <= limit) kept++;
+    tc = kept < an + ns;
+    if (kept < an) an = kept;
+    if (kept - an < ns) ns = kept - an;
+    ar = kept - an - ns;
+    n = kept;
+    end = kept > 0 ? spanEnd(wire, bodyEnd, kept - 1) : p.questionEnd;
+  }
+  const out = Buffer.allocUnsafe(end + optSize);
+  // The records are copied as they are; header and question are written over.
+  out.write(wire, 0, end, 'latin1');
+  for (let i = 12; i < qEnd; i++) out[i] = req[i]!;
+  out[0] = req[0]!;
+  out[1] = req[1]!;
+  const rcode = p.rcode;
+  let flags = F_QR | F_RA | (q.flags & F_CLIENT) | (p.flags & F_AA) | (rcode & 0xf);
+  if ((q.flags & F_AD) !== 0 || edns?.dnssecOk === true) flags |= p.flags & F_AD;
+  if (tc) flags |= F_TC;
+  out[2] = flags >> 8;
+  out[3] = flags & 0xff;
+  out[4] = 0;
+  out[5] = 1;
+  out[6] = an >> 8;
+  out[7] = an & 0xff;
+  out[8] = ns >> 8;
+  out[9] = ns & 0xff;
+  const arc = ar + (optSize > 0 ? 1 : 0);
+  out[10] = arc >> 8;
+  out[11] = arc & 0xff;
+  if (ttl >= 0) {
+    const t0 = (ttl >>> 24) & 0xff;
+    const t1 = (ttl >>> 16) & 0xff;
+    const t2 = (ttl >>> 8) & 0xff;
+    const t3 = ttl & 0xff;
+    for (let i = 0; i < n; i++) {
+      const at = spanTtlAt(wire, bodyEnd, i);
+      out[at] = t0;
+      out[at + 1] = t1;
+      out[at + 2] = t2;
+      out[at + 3] = t3;
+    }
+  }
+  if (optSize > 0) {
+    // Our OPT, as renderReply writes it.
+    const o = end;
+    out[o] = 0;
+    out[o + 1] = 0;
+    out[o + 2] = 41; // OPT
+    out[o + 3] = EDNS_SIZE >> 8;
+    out[o + 4] = EDNS_SIZE & 0xff;
+    out[o + 5] = (rcode >> 4) & 0xff;
+    out[o + 6] = 0;
+    out[o + 7] = edns!.dnssecOk && p.dnssecOk ? 0x80 : 0;
+    out[o + 8] = 0;
+    out[o + 9] = 0;
+    out[o + 10] = 0;
+  }
+  return out;
+}
+
+/**
+ * The message of a Prepared reply as a buffer (the rare paths that need it): its kept
+ * records, the header counting just those.
+ */
+export function bytesOf(p: Prepared): Buffer {
+  const b = Buffer.from(p.wire.slice(0, p.bodyEnd), 'latin1');
+  b.writeUInt16BE(p.an, 6);
+  b.writeUInt16BE(p.ns, 8);
+  b.writeUInt16BE(spanCount(p) - p.an - p.ns, 10);
+  return b;
+}
+
+/** A Scan of a Prepared reply's message (the rare paths that need record types). */
+export function scanOf(p: Prepared): Scan {
+  const msg = bytesOf(p);
+  return scanFrom(msg, (msg[2]! << 8) | msg[3]!, p.questionEnd)!;
 }
