@@ -79,14 +79,19 @@ export async function startServer(t: Test, opts: Partial<Omit<ListenOptions, 'on
 }
 
 export interface Probe {
-  /** Stop, then assert every probe answered correctly, median below `p50Ms` and p99 below `p99Ms`. */
+  /**
+   * Stop, then assert every probe answered correctly, median below `p50Ms` and p99 below
+   * `p99Ms`. The defaults catch what the abuse scenarios could do (a server stalled behind
+   * abusive clients answers after its 5-10 s timeouts, or not at all) and hold on a machine
+   * whose cores are all busy (`.ci/loaded`): there a healthy server's p99 reached 270 ms.
+   */
   check(t: Test, label: string, p99Ms?: number, p50Ms?: number): Promise<void>;
 }
 
 export async function startProber(t: Test, srv: { udpPort: number; tcpPort: number }, everyMs = 50): Promise<Probe> {
   const { child } = await start(t, './_prober.ts', [String(srv.udpPort), String(srv.tcpPort), String(everyMs)]);
   return {
-    async check(t, label, p99Ms = 250, p50Ms = 20) {
+    async check(t, label, p99Ms = 1000, p50Ms = 50) {
       const res = await new Promise<{ latencies: number[]; failures: string[] }>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error('prober: no result within 10 s')), 10_000);
         child.once('message', (m: { latencies: number[]; failures: string[] }) => {

@@ -1,6 +1,6 @@
 /**
- * Fuzzing in-process (issue 6, Hardness): at least 1,000,000 generated and mutated
- * packets through `parseQuery` and `DnsHandler.handle`, UDP and TCP budgets.
+ * Fuzzing in-process (issue 6, Hardness): 1,000,000 generated and mutated packets
+ * through `parseQuery` and `DnsHandler.handle`, UDP and TCP budgets.
  *
  * For every packet:
  * - parseQuery never throws; it drops exactly the packets shorter than a header or
@@ -11,8 +11,14 @@
  *   dns-packet using every byte, id/opcode echoed, QR set, the question echoed byte
  *   for byte (case kept), at most 512 bytes without EDNS, min(EDNS size, 4096) with,
  *   65535 over TCP, OPT echoed;
- * - no single call takes more than 1 s (a hang detector, not a benchmark), and the whole run is bounded in count and
- *   time (rounds of fast-check runs until the packet target, each with its seed).
+ * - no single call takes more than 1 s (a hang detector, not a benchmark).
+ *
+ * The run is bounded in count, not time: rounds of fast-check runs, each with its
+ * seed, until the packet target, however long that takes. Only correctness is
+ * asserted; throughput is the benchmarks' business (issue #13 §3: the suite passes
+ * with every core busy). The file's tap timeout is raised to fit a loaded machine:
+ * 1,000,000 packets took 16 s quiet and 120 s on a 2-core box with both cores hogged
+ * (stress-ng --cpu 2) and another test file running, past package.json's 120 s.
  *
  * Default: 1,000,000 packets. HARDNESS_FULL=1: 5,000,000. HARDNESS_SEED=n replays.
  */
@@ -23,7 +29,9 @@ import { buildServer, checkReply, FULL, hex, shapeOf } from './_lib.js';
 import { caseArb, packetsOf } from './_fuzz.js';
 
 const TARGET = FULL ? 5_000_000 : 1_000_000;
-const TIME_LIMIT_MS = FULL ? 600_000 : 80_000;
+// Room for a loaded machine: about 4x the loaded run time (see above). A limit on the
+// file, never an assertion on speed.
+t.setTimeout(FULL ? 2_400_000 : 480_000);
 const RUNS_PER_ROUND = 20_000;
 /** A hang detector, not a benchmark: generous for GC pauses on a loaded CI box. */
 const MAX_CALL_MS = 1000;
@@ -86,7 +94,6 @@ t.test(`${TARGET.toLocaleString('en')} fuzzed packets through parseQuery and han
   let truncated = 0;
   const rcodes = new Map<number, number>();
   const started = performance.now();
-  const deadline = started + TIME_LIMIT_MS;
 
   const property = fc.property(caseArb, fc.boolean(), (c, tcp) => {
     for (const pkt of packetsOf(c)) {
@@ -118,7 +125,7 @@ t.test(`${TARGET.toLocaleString('en')} fuzzed packets through parseQuery and han
   const baseSeed = process.env.HARDNESS_SEED !== undefined ? Number(process.env.HARDNESS_SEED) : Date.now() & 0x7fffffff;
   let round = 0;
   let failure: string | undefined;
-  while (packets < TARGET && performance.now() < deadline && failure === undefined) {
+  while (packets < TARGET && failure === undefined) {
     const seed = (baseSeed + round++) | 0;
     const r = fc.check(property, { numRuns: RUNS_PER_ROUND, seed });
     if (r.failed) {
@@ -134,7 +141,7 @@ t.test(`${TARGET.toLocaleString('en')} fuzzed packets through parseQuery and han
   );
   t.equal(failure, undefined, 'every packet: no throw, well-formed reply (first failure, shrunk, above)');
   if (failure !== undefined) t.comment(failure);
-  t.ok(packets >= TARGET, `at least ${TARGET.toLocaleString('en')} packets within ${TIME_LIMIT_MS / 1000} s (got ${packets.toLocaleString('en')})`);
+  if (failure === undefined) t.ok(packets >= TARGET, `all ${TARGET.toLocaleString('en')} packets checked (${packets.toLocaleString('en')})`);
   t.ok(maxCall <= MAX_CALL_MS, `slowest call ${maxCall.toFixed(2)} ms ≤ ${MAX_CALL_MS} ms`);
   // sanity: the generator reaches the interesting outcomes
   for (const rc of [0, 1, 3, 4, 5]) t.ok((rcodes.get(rc) ?? 0) > 100, `rcode ${rc} produced (${rcodes.get(rc) ?? 0})`);
