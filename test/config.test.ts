@@ -85,9 +85,14 @@ t.test('memory: lean keeps the young generation small during startup only', asyn
   // (and keep them). startupDone() gives V8 its default growth back for serving.
   const out = execFileSync(process.execPath, ['--import', 'tsx', join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'semispace-child.ts')], { encoding: 'utf8' });
   const { start, during, after } = JSON.parse(out) as { start: number; during: number; after: number };
-  // Twice the initial size at most: without the flag V8 grows it to 16-32 MiB at once (the
-  // `after` line); a clean-clone CI run on a busy machine once saw 7.25 MiB during startup.
-  t.ok(during < 2 * start, `new space during startup stays under twice its initial ${start} bytes: ${during}`);
+  // V8 11 (Node 20) keeps it at its initial 4 MiB (a busy CI run once saw 7.25 MiB). V8 13
+  // (Node 24, the image's) grows it past --semi-space-growth-factor=1 during a surviving
+  // burst: 8-15 MiB measured, still below the 16-32 MiB it reaches without the flag (the
+  // `after` line). README "memory" says which version keeps what.
+  const v8major = Number(process.versions.v8.split('.')[0]);
+  const bound = v8major <= 11 ? 2 * start : 4 * start;
+  t.ok(during < bound, `V8 ${v8major}: new space during startup under ${bound} bytes (initial ${start}): ${during}`);
+  t.ok(during <= after, `and no larger than after startupDone (${after})`);
   t.ok(after >= 2 * start, `new space after startupDone grows once allocation survives: ${after} bytes`);
 });
 
