@@ -756,8 +756,11 @@ export async function modeSuite(t: Test, mode: Mode, makeSource: (topo: Topology
     }
     const slice = view.find((s) => s.name === 'udp')!.slices[0]!;
     await source.setSlice('udp', { ...slice, endpoints: slice.endpoints.map((e) => (e.ip === be[stuck]!.ip ? { ...e, ready: false } : e)) });
-    const moved = await dialUntil(topo, spec, (x) => x.ok === 1 && names(x)[0] !== stuck, syncPeriodMs);
-    t.ok(moved.held, `the same flow reaches another endpoint ${moved.elapsedMs} ms after ${stuck} left (bound ${syncPeriodMs} ms): ${show(moved.last)}`);
+    // The sync period, plus the change's way through the source (a watch event from the fake
+    // API server) and the flow's next datagram: a Node 24 CI run moved at 5,132 ms of 5,000.
+    const bound = syncPeriodMs + 2000;
+    const moved = await dialUntil(topo, spec, (x) => x.ok === 1 && names(x)[0] !== stuck, bound);
+    t.ok(moved.held, `the same flow reaches another endpoint ${moved.elapsedMs} ms after ${stuck} left (bound ${bound} ms): ${show(moved.last)}`);
     await source.setSlice('udp', slice);
   });
 
