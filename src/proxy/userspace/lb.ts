@@ -51,6 +51,8 @@ interface ServiceState {
   ttlSeconds: number;
   /** clientIP → entry, in least-recently-used-first order. */
   affinity: Map<string, Affinity>;
+  /** Counts endpoint changes, so a UDP flow re-checks its endpoint only after one. */
+  gen?: number;
 }
 
 export class LoadBalancerRR {
@@ -91,6 +93,17 @@ export class LoadBalancerRR {
     return this.#services.has(key);
   }
 
+  /** Endpoint changes of a service port so far (-1: unknown port). */
+  generation(key: string): number {
+    const s = this.#services.get(key);
+    return s === undefined ? -1 : (s.gen ?? 0);
+  }
+
+  /** Whether `endpointKey` is among the port's endpoints now. */
+  hasEndpoint(key: string, endpointKey: string): boolean {
+    return this.#services.get(key)?.endpoints.some((e) => e.key === endpointKey) ?? false;
+  }
+
   /** Keys of the service ports with state. */
   keys(): IterableIterator<string> {
     return this.#services.keys();
@@ -109,6 +122,7 @@ export class LoadBalancerRR {
       this.#services.set(key, s);
     }
     if (sameSet(s.endpoints, endpoints)) return;
+    s.gen = (s.gen ?? 0) + 1;
     if (endpoints.length === 0) {
       // resetService: no endpoints left, every affinity entry goes.
       s.endpoints = [];

@@ -67,6 +67,8 @@ interface Flow {
   readonly port: number;
   sock: dgram.Socket;
   endpoint: LbEndpoint;
+  /** The load balancer's endpoint generation when `endpoint` was last known to be current. */
+  gen: number;
   connected: boolean;
   /** Datagrams received before the connect completed. */
   pending: Buffer[];
@@ -166,6 +168,19 @@ export class UdpProxy {
     const { spn } = this.#o;
     const id = `${via === this.#sock ? '' : 'lo|'}${rinfo.address}|${rinfo.port}`;
     let f = this.#flows.get(id);
+    if (f !== undefined) {
+      // A flow whose endpoint left ends here, and the datagram starts a new one on a
+      // current endpoint (what the rules modes get by deleting the conntrack entry): a
+      // client that keeps sending would otherwise never reach the idle timeout.
+      const gen = this.#o.lb.generation(this.#o.key);
+      if (gen !== f.gen) {
+        if (this.#o.lb.hasEndpoint(this.#o.key, f.endpoint.key)) f.gen = gen;
+        else {
+          this.#closeFlow(f);
+          f = undefined;
+        }
+      }
+    }
     if (f === undefined) {
       if (this.#flows.size >= this.#maxClients) {
         this.#metrics.rejected?.(spn, 'UDP', 'limit');
@@ -201,6 +216,7 @@ export class UdpProxy {
       port: rinfo.port,
       sock: dgram.createSocket(this.#type),
       endpoint: ep,
+      gen: this.#o.lb.generation(this.#o.key),
       connected: false,
       pending: [],
       pendingBytes: 0,
